@@ -1,0 +1,89 @@
+"""Field types for connector configs: paths relative to the config file, and secret references.
+
+- `ConfigPath`: a path in the YAML, resolved against the directory of the config file that
+  holds it (pass `context={"base_dir": Path}` to model_validate).
+- `SecretRef`: `"${NAME}"` (an environment variable) or `{secret: NAME}` (a Prefect Secret
+  block). A plain-text value is rejected, so no token ever sits in a config file.
+  `.reveal()` reads the value at run time; `.describe()` names where it comes from, for
+  error messages (never the value).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationInfo, model_validator
+
+from okrsync.errors import SourceError
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def _resolve_path(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, (str, Path)):
+        path = Path(os.path.expanduser(str(value)))
+        base = (info.context or {}).get("base_dir")
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        return path
+    return value
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_resolve_path)]
+
+
+class SecretRef(BaseModel):
+    """Where a secret lives: an environment variable or a Prefect Secret block."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: str | None = None
+    secret: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _ENV_REF.match(value.strip())
+            if not match:
+                raise ValueError(
+                    "plain-text secrets are not allowed in the config: put the value in an "
+                    "environment variable and write \"${VARIABLE}\", or store it as a Prefect "
+                    "Secret block and write {secret: NAME}"
+                )
+            return {"env": match.group(1)}
+        if isinstance(value, dict) and set(value) == {"secret"}:
+            return {"secret": value["secret"]}
+        if isinstance(value, dict) and set(value) <= {"env", "secret"}:
+            return value
+        raise ValueError('write "${VARIABLE}" or {secret: NAME}')
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "SecretRef":
+        if bool(self.env) == bool(self.secret):
+            raise ValueError('write "${VARIABLE}" or {secret: NAME}, exactly one')
+        return self
+
+    def describe(self) -> str:
+        """Where the secret comes from, fit for an error message (never the value)."""
+        return f"environment variable {self.env}" if self.env else f"Prefect Secret block '{self.secret}'"
+
+    def reveal(self) -> SecretStr:
+        """Read the secret now. Raises SourceError naming the variable/block if it is missing."""
+        if self.env:
+            value = os.environ.get(self.env)
+            if not value:
+                raise SourceError(f"environment variable {self.env} is not set: export it before running")
+            return SecretStr(value)
+        try:
+            from prefect.blocks.system import Secret
+
+            value = Secret.load(self.secret).get()
+        except Exception:  # noqa: BLE001 - Prefect raises ValueError/ObjectNotFound etc.
+            raise SourceError(
+                f"Prefect Secret block '{self.secret}' could not be read: create it with "
+                f"`okr-sync secret set {self.secret}` or in the Prefect UI"
+            ) from None
+        return SecretStr(value if isinstance(value, str) else str(value))
