@@ -1,0 +1,191 @@
+"""okr-sync command line: validate, run, status, history, checkin, schema.
+
+Exit codes: 0 all key results synced; 1 some failed (the rest were written); 2 bad config.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import List, Optional
+
+# Before anything imports Prefect: no analytics, no INFO chatter on a normal run.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from okrsync import render  # noqa: E402
+from okrsync.config import DEFAULT_STORE, STORE_ENV, json_schema, load_plan  # noqa: E402
+from okrsync.errors import ConfigError, OkrSyncError  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Keep OKR key results true to the work: sync metrics from spreadsheets, Jira and GitHub.")
+out = Console()
+err = Console(stderr=True)
+
+ConfigArgs = typer.Argument(..., help="config YAML file(s), e.g. config/example.yaml", show_default=False)
+StoreOpt = typer.Option(None, "--store", help=f"SQLAlchemy URL of the OKR store (default: config `store:`, ${STORE_ENV}, {DEFAULT_STORE})")
+JsonOpt = typer.Option(False, "--json", help="print one JSON document instead of tables")
+
+
+def _fail_config(error: ConfigError) -> None:
+    for issue in error.issues:
+        err.print(str(issue), markup=False, highlight=False)
+    err.print(f"[red]{len(error.issues)} problem(s) found[/red]; fix them and run `okr-sync validate` again.")
+    raise typer.Exit(2)
+
+
+def _fail(error: OkrSyncError, code: int = 1) -> None:
+    err.print(f"error: {error}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _store_url(configs: list[Path] | None, store: str | None) -> str:
+    if configs:
+        try:
+            return load_plan(configs, store).store_url
+        except ConfigError as e:
+            _fail_config(e)
+    return store or os.environ.get(STORE_ENV) or DEFAULT_STORE
+
+
+def _open_store(url: str):
+    from connectors.sql_store import open_store
+
+    return open_store(url)
+
+
+@app.command()
+def validate(configs: List[Path] = ConfigArgs) -> None:
+    """Check config files; print every mistake as file:line: key-result: what to fix (exit 2), or OK."""
+    try:
+        plan = load_plan(configs)
+    except ConfigError as e:
+        _fail_config(e)
+    out.print(f"OK: {len(plan.objectives)} objectives, {len(plan.key_results)} key results, "
+              f"{len(plan.sources)} sources in {', '.join(str(c) for c in configs)}", highlight=False)
+
+
+@app.command()
+def run(configs: List[Path] = ConfigArgs,
+        dry_run: bool = typer.Option(False, "--dry-run", help="measure and show, write nothing"),
+        only: Optional[List[str]] = typer.Option(None, "--only", help="sync only this key result id (repeatable)"),
+        store: Optional[str] = StoreOpt,
+        as_of: Optional[datetime] = typer.Option(None, "--as-of", help="measure as of this date/time (default now)"),
+        as_json: bool = JsonOpt,
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="show Prefect's own logs")) -> None:
+    """Measure every key result and write check-ins to the store, as a Prefect flow run."""
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    try:
+        plan = load_plan(configs, store)
+        if only:
+            unknown = sorted(set(only) - {kr.id for kr in plan.key_results})
+            if unknown:
+                known = ", ".join(kr.id for kr in plan.key_results)
+                err.print(f"error: --only {', '.join(unknown)}: no such key result in the config (known: {known})",
+                          markup=False)
+                raise typer.Exit(2)
+    except ConfigError as e:
+        _fail_config(e)
+    total = len(only) if only else len(plan.key_results)
+
+    from flows.sync import set_progress_listener, sync_okrs
+
+    with render.progress_bar(err, total, enabled=not as_json) as advance:
+        set_progress_listener(lambda _source, n: advance(n))
+        try:
+            result = sync_okrs(config_paths=[str(c) for c in configs], store=store, dry_run=dry_run,
+                               only=only or None, as_of=as_of)
+        except ConfigError as e:
+            _fail_config(e)
+        except OkrSyncError as e:
+            _fail(e)
+        finally:
+            set_progress_listener(None)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        render.run_table(out, result)
+    raise typer.Exit(1 if result["counts"]["failed"] else 0)
+
+
+@app.command()
+def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to the key results of these configs"),
+           store: Optional[str] = StoreOpt, as_json: bool = JsonOpt) -> None:
+    """Show every key result in the store: last value, progress, status, when last updated."""
+    url = _store_url(configs, store)
+    ids = None
+    if configs:
+        ids = [kr.id for kr in load_plan(configs, store).key_results]
+    try:
+        s = _open_store(url)
+        states = s.key_results(ids)
+        s.close()
+    except OkrSyncError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps([render.state_json(st) for st in states], indent=2, default=str))
+        return
+    if not states:
+        out.print(f"No key results in the store yet ({url}). Run `okr-sync run CONFIG` first.", highlight=False)
+        return
+    render.status_table(out, states)
+
+
+@app.command()
+def history(kr_id: str = typer.Argument(..., help="key result id"),
+            store: Optional[str] = StoreOpt, as_json: bool = JsonOpt) -> None:
+    """Show every check-in of one key result, oldest first."""
+    try:
+        s = _open_store(_store_url(None, store))
+        rows = s.history(kr_id)
+        s.close()
+    except OkrSyncError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps([render.checkin_json(c) for c in rows], indent=2, default=str))
+        return
+    render.history_table(out, kr_id, rows)
+
+
+@app.command()
+def checkin(kr_id: str = typer.Argument(..., help="key result id"),
+            value: float = typer.Argument(..., help="the value to record"),
+            note: Optional[str] = typer.Option(None, "--note", help="why (shown in history)"),
+            store: Optional[str] = StoreOpt) -> None:
+    """Record a manual check-in (kept over automatic values unless the key result says on_manual: overwrite)."""
+    from okrsync.progress import progress
+
+    try:
+        s = _open_store(_store_url(None, store))
+        state = next(iter(s.key_results([kr_id])), None)
+        p = progress(value, state.baseline, state.target) if state else None
+        row = s.add_manual_checkin(kr_id, value, note=note, observed_at=datetime.now(timezone.utc), progress=p)
+        s.close()
+    except OkrSyncError as e:
+        _fail(e)
+    out.print(f"Recorded manual check-in of {row.value:g} for {kr_id}.", highlight=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the config file (for editor completion)."""
+    print(json.dumps(json_schema(), indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

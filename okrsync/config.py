@@ -1,0 +1,501 @@
+"""Config models and loading: admin-owned YAML -> a validated Plan.
+
+`load_plan(paths)` reads one or more config files (one per team, say) and returns a Plan, or
+raises ConfigError carrying *every* mistake found, each as `file:line: who: what and how to
+fix it`. Validation is staged so one mistake never hides another: the top level, each
+objective, each key result, each source (by its connector's SourceConfig) and each metric
+(by its source's connector Metric) are checked on their own, then the cross-checks (unique
+ids, known sources, baseline != target, templates).
+"""
+from __future__ import annotations
+
+import calendar
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+
+from connectors import connector_for, source_types
+from okrsync.errors import ConfigError, ConfigIssue
+from okrsync.measure import Period
+from okrsync.progress import Thresholds
+from okrsync.records import KeyResultRecord, ObjectiveRecord
+from okrsync.yamlsource import YamlSyntaxError, line_of, load_with_lines
+
+DEFAULT_STORE = "sqlite:///okr-sync.db"
+STORE_ENV = "OKR_SYNC_STORE"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+# ---------------------------------------------------------------------------- periods
+
+_QUARTER = re.compile(r"^(\d{4})-?Q([1-4])$", re.I)
+_HALF = re.compile(r"^(\d{4})-?H([12])$", re.I)
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_YEAR = re.compile(r"^(\d{4})$")
+
+
+def _month_end(year: int, month: int) -> date:
+    return date(year, month, calendar.monthrange(year, month)[1])
+
+
+def parse_period(spec: Any) -> Period:
+    """`2026-Q4`, `2026-H1`, `2026-11`, `2026`, or {start: DATE, end: DATE}; ValueError if neither."""
+    if isinstance(spec, int):
+        spec = str(spec)
+    if isinstance(spec, str):
+        text = spec.strip()
+        if m := _QUARTER.match(text):
+            year, q = int(m[1]), int(m[2])
+            return Period(date(year, 3 * q - 2, 1), _month_end(year, 3 * q), f"{year}-Q{q}")
+        if m := _HALF.match(text):
+            year, h = int(m[1]), int(m[2])
+            return Period(date(year, 6 * h - 5, 1), _month_end(year, 6 * h), f"{year}-H{h}")
+        if m := _MONTH.match(text):
+            year, month = int(m[1]), int(m[2])
+            if 1 <= month <= 12:
+                return Period(date(year, month, 1), _month_end(year, month), text)
+        if m := _YEAR.match(text):
+            return Period(date(int(m[1]), 1, 1), date(int(m[1]), 12, 31), text)
+        raise ValueError(f"period {spec!r} is not understood: write e.g. 2026-Q4, 2026-H1, 2026-11, "
+                         "2026, or {start: 2026-10-01, end: 2026-12-31}")
+    if isinstance(spec, dict) and set(spec) == {"start", "end"}:
+        try:
+            start, end = (v if isinstance(v, date) else date.fromisoformat(str(v)) for v in (spec["start"], spec["end"]))
+        except ValueError:
+            raise ValueError("period start and end must be dates like 2026-10-01") from None
+        if end < start:
+            raise ValueError(f"period ends ({end}) before it starts ({start}): swap start and end")
+        return Period(start, end, f"{start}..{end}")
+    raise ValueError("period must be e.g. 2026-Q4, or {start: 2026-10-01, end: 2026-12-31}")
+
+
+PeriodSpec = Annotated[Union[str, int, dict[str, Any]], Field(
+    description="2026-Q4, 2026-H1, 2026-11, 2026, or {start: YYYY-MM-DD, end: YYYY-MM-DD}")]
+
+# ---------------------------------------------------------------------------- templates
+
+_TEMPLATE = re.compile(r"\{\s*(period[^{}]*|as_?of[^{}]*)\s*\}")
+TEMPLATES = ("period.start", "period.end", "as_of")
+
+
+def template_problems(text: str) -> list[str]:
+    return [f"unknown placeholder `{{{m.group(1)}}}`: use {', '.join('{' + t + '}' for t in TEMPLATES)}"
+            for m in _TEMPLATE.finditer(text) if m.group(1) not in TEMPLATES]
+
+
+def render_templates(value: Any, period: Period, as_of: date) -> Any:
+    """Substitute {period.start}, {period.end} and {as_of} in every string of `value`."""
+    if isinstance(value, str):
+        return (value.replace("{period.start}", period.start.isoformat())
+                .replace("{period.end}", period.end.isoformat())
+                .replace("{as_of}", as_of.isoformat()))
+    if isinstance(value, dict):
+        return {k: render_templates(v, period, as_of) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_templates(v, period, as_of) for v in value]
+    return value
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+# ---------------------------------------------------------------------------- models
+
+
+class ThresholdsConfig(BaseModel):
+    """How far progress may trail expected progress before a key result is at risk / off track."""
+
+    model_config = ConfigDict(extra="forbid")
+    at_risk: float = Field(0.10, ge=0, le=1, description="trailing by more than this share -> at_risk")
+    off_track: float = Field(0.25, ge=0, le=1, description="trailing by more than this share -> off_track")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ThresholdsConfig":
+        if self.at_risk > self.off_track:
+            raise ValueError("thresholds.at_risk must not exceed thresholds.off_track (e.g. at_risk: 0.1, off_track: 0.25)")
+        return self
+
+
+class KeyResultConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=ID_PATTERN, description="unique across all config files, e.g. checkout-nps")
+    title: str = Field(min_length=1)
+    source: str = Field(description="name of a source under `sources:`")
+    metric: dict[str, Any] = Field(description="what to measure; its keys depend on the source type")
+    baseline: float = 0.0
+    target: float
+    unit: str | None = None
+    period: PeriodSpec | None = Field(None, description="overrides the config's period for this key result")
+    thresholds: ThresholdsConfig | None = None
+    on_manual: Literal["keep", "overwrite"] = Field(
+        "keep", description="keep: a manual check-in newer than the last automatic one is not overwritten")
+
+
+class ObjectiveConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=ID_PATTERN)
+    title: str = Field(min_length=1)
+    owner: str | None = None
+    key_results: list[dict[str, Any]] = Field(min_length=1)
+
+
+class FileConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    period: PeriodSpec | None = Field(None, description="default period of every key result")
+    store: str | None = Field(None, description="SQLAlchemy URL of the OKR store; ${VAR} is expanded")
+    thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    objectives: list[dict[str, Any]] = Field(min_length=1)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(ID_PATTERN, str(name)):
+                raise ValueError(f"source name {name!r} must be letters, digits, '-', '_' or '.'")
+        return value
+
+# ---------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class PlannedSource:
+    key: str                 # unique in the plan: the name, or "file.yaml:name" if names collide
+    name: str
+    type: str
+    config: Any              # the connector's validated SourceConfig
+    config_file: str
+
+
+@dataclass(frozen=True)
+class PlannedKeyResult:
+    id: str
+    title: str
+    objective_id: str
+    source_key: str
+    source_type: str
+    metric: dict[str, Any]   # raw metric (templates not yet rendered), validated once already
+    baseline: float
+    target: float
+    unit: str | None
+    period: Period
+    thresholds: Thresholds
+    on_manual: str
+    config_file: str
+    line: int | None
+
+    def record(self) -> KeyResultRecord:
+        return KeyResultRecord(id=self.id, objective_id=self.objective_id, title=self.title,
+                               source=self.source_key, baseline=self.baseline, target=self.target,
+                               unit=self.unit, period_start=self.period.start, period_end=self.period.end,
+                               on_manual=self.on_manual)
+
+
+@dataclass(frozen=True)
+class Plan:
+    files: list[str]
+    store_url: str
+    objectives: list[ObjectiveRecord]
+    key_results: list[PlannedKeyResult]
+    sources: dict[str, PlannedSource]
+
+    def source_of(self, kr: PlannedKeyResult) -> PlannedSource:
+        return self.sources[kr.source_key]
+
+
+def build_metric(kr: PlannedKeyResult, source: PlannedSource, as_of: date) -> Any:
+    """The connector Metric for one run: templates rendered, validated by the connector."""
+    connector = connector_for(source.type)
+    rendered = render_templates(kr.metric, kr.period, as_of)
+    return connector.Metric.model_validate(rendered, context={"base_dir": Path(kr.config_file).parent})
+
+# ---------------------------------------------------------------------------- error wording
+
+_HINTS = {
+    "id": "a short unique id such as checkout-nps",
+    "title": "a sentence a person reads",
+    "target": "the number to reach",
+    "source": "the name of one of the config's `sources:`",
+    "metric": "what to measure, e.g. {cell: B7}",
+    "objectives": "a list of objectives, each with key_results",
+    "key_results": "a list of key results",
+    "type": f"one of {', '.join(source_types())}",
+    "path": "the file's path, relative to this config file",
+}
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    if model is None:
+        return []
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            continue
+        ann = field.annotation
+        for candidate in getattr(ann, "__args__", ()) + (ann,):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+    return list(model.model_fields)
+
+
+def explain(error: dict[str, Any], model: type[BaseModel] | None = None) -> str:
+    """Turn one pydantic error into `what is wrong and how to fix it`."""
+    loc = tuple(p for p in error.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-")))
+    name = next((p for p in reversed(loc) if isinstance(p, str)), "value")
+    kind = error.get("type", "")
+    given = error.get("input")
+    if kind == "missing":
+        return f"`{name}` is missing: add `{name}:` ({_HINTS.get(name, 'see okr-sync schema')})"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc)
+        close = difflib.get_close_matches(str(name), allowed, n=1)
+        fix = f"did you mean `{close[0]}`?" if close else (f"allowed keys: {', '.join(allowed)}" if allowed else "remove it")
+        return f"unknown key `{name}`: {fix}"
+    if kind == "literal_error":
+        return f"`{name}` is {given!r}: it must be {error.get('ctx', {}).get('expected', 'one of the allowed values')}"
+    if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "finite_number"):
+        return f"`{name}` must be a number, not {given!r}: write e.g. `{name}: 45` (no quotes, no units)"
+    if kind == "string_pattern_mismatch":
+        return f"`{name}` {given!r} may hold only letters, digits, '-', '_' and '.', starting with a letter or digit"
+    if kind in ("string_type",):
+        return f"`{name}` must be text, not {given!r}: quote it"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"`{name}` must be a mapping of keys to values (indented `key: value` lines), not {given!r}"
+    if kind == "list_type":
+        return f"`{name}` must be a list (lines starting with `- `), not {given!r}"
+    if kind == "too_short":
+        return f"`{name}` is empty: give at least one item"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"`{name}` is {given!r}: {error['msg'].lower()}"
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"`{name}`: {message}" if name not in message else message
+
+# ---------------------------------------------------------------------------- loading
+
+
+class _FileChecker:
+    """Validates one config file, collecting issues rather than stopping at the first."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.display = str(path)
+        self.issues: list[ConfigIssue] = []
+        self.lines: dict[tuple, int] = {}
+
+    def add(self, where: tuple, who: str | None, message: str) -> None:
+        self.issues.append(ConfigIssue(self.display, line_of(self.lines, where), who, message))
+
+    def validate(self, model: type[BaseModel], data: Any, where: tuple, who: str | None,
+                 context: dict | None = None) -> Any:
+        try:
+            return model.model_validate(data, context=context)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                loc = tuple(err.get("loc", ()))
+                self.add(where + loc, who, explain(err, model))
+            return None
+
+
+def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict[str, Any]]:
+    check = _FileChecker(path)
+    out: dict[str, Any] = {"period": None, "store": None, "thresholds": Thresholds(), "sources": {},
+                           "objectives": [], "krs": []}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        check.add((), None, "config file not found: check the path")
+        return check, out
+    except (OSError, UnicodeDecodeError) as exc:
+        check.add((), None, f"config file cannot be read ({exc.__class__.__name__}): check its permissions and that it is UTF-8 text")
+        return check, out
+    try:
+        data, check.lines = load_with_lines(text)
+    except YamlSyntaxError as exc:
+        check.issues.append(ConfigIssue(check.display, exc.line, None, exc.message))
+        return check, out
+    if not isinstance(data, dict):
+        check.add((), None, "the config must be a mapping with `objectives:` (and usually `period:` and `sources:`); see config/example.yaml")
+        return check, out
+
+    top = check.validate(FileConfig, data, (), None)
+    if top is None:  # still look inside the parts that are there, to report everything at once
+        top = FileConfig.model_construct(
+            period=data.get("period"), store=data.get("store") if isinstance(data.get("store"), str) else None,
+            thresholds=ThresholdsConfig(), sources=data.get("sources") if isinstance(data.get("sources"), dict) else {},
+            objectives=data.get("objectives") if isinstance(data.get("objectives"), list) else [])
+    if top.period is not None:
+        try:
+            out["period"] = parse_period(top.period)
+        except ValueError as exc:
+            check.add(("period",), None, str(exc))
+    out["store"] = top.store
+    out["thresholds"] = Thresholds(top.thresholds.at_risk, top.thresholds.off_track)
+
+    base_dir = path.parent
+    for name, raw in top.sources.items():
+        where = ("sources", name)
+        if not isinstance(raw, dict):
+            check.add(where, f"sources.{name}", "a source must be a mapping with `type:` and its settings")
+            continue
+        stype = raw.get("type")
+        if stype not in source_types():
+            close = difflib.get_close_matches(str(stype), source_types(), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(source_types())}"
+            check.add(where + (("type",) if stype is not None else ()), f"sources.{name}",
+                      f"unknown source type {stype!r}: {hint}" if stype is not None else f"`type` is missing: add `type:` ({hint})")
+            continue
+        connector = connector_for(stype)
+        config = check.validate(connector.SourceConfig, raw, where, f"sources.{name}", {"base_dir": base_dir})
+        if config is None:
+            continue
+        for problem in getattr(connector, "check_source", lambda c: [])(config):
+            check.add(where, f"sources.{name}", problem)
+        out["sources"][name] = (stype, config)
+
+    for oi, raw_obj in enumerate(top.objectives):
+        owhere = ("objectives", oi)
+        oid = raw_obj.get("id") if isinstance(raw_obj, dict) else None
+        olabel = oid if isinstance(oid, str) else f"objective #{oi + 1}"
+        obj = check.validate(ObjectiveConfig, raw_obj, owhere, olabel)
+        if obj is not None:
+            if obj.id in seen_ids:
+                check.add(owhere + ("id",), olabel, f"objective id `{obj.id}` is used twice (also in {seen_ids[obj.id]}): ids must be unique")
+            seen_ids[obj.id] = f"{check.display}:{line_of(check.lines, owhere + ('id',))}"
+            out["objectives"].append(ObjectiveRecord(obj.id, obj.title, obj.owner, str(path)))
+        raw_krs = raw_obj.get("key_results") if isinstance(raw_obj, dict) else None
+        for ki, raw_kr in enumerate(raw_krs if isinstance(raw_krs, list) else []):
+            kwhere = owhere + ("key_results", ki)
+            kid = raw_kr.get("id") if isinstance(raw_kr, dict) else None
+            klabel = kid if isinstance(kid, str) else f"{olabel} key result #{ki + 1}"
+            kr = check.validate(KeyResultConfig, raw_kr, kwhere, klabel)
+            if kr is None:
+                continue
+            if kr.id in seen_ids:
+                check.add(kwhere + ("id",), klabel, f"id `{kr.id}` is used twice (also at {seen_ids[kr.id]}): ids must be unique across all config files")
+            seen_ids[kr.id] = f"{check.display}:{line_of(check.lines, kwhere + ('id',))}"
+            period = out["period"]
+            if kr.period is not None:
+                try:
+                    period = parse_period(kr.period)
+                except ValueError as exc:
+                    check.add(kwhere + ("period",), klabel, str(exc))
+                    period = None
+            elif period is None and "period" not in data:
+                check.add(kwhere, klabel, "no period: add `period: 2026-Q4` at the top of the file or on this key result")
+            if kr.target == kr.baseline:
+                check.add(kwhere + ("target",), klabel, f"target equals baseline ({kr.target:g}), so progress cannot be measured: "
+                                                          "set `baseline:` to where you started (it defaults to 0)")
+            for text in _strings(kr.metric):
+                for problem in template_problems(text):
+                    check.add(kwhere + ("metric",), klabel, problem)
+            source = out["sources"].get(kr.source)
+            if kr.source not in top.sources:
+                names = list(top.sources)
+                close = difflib.get_close_matches(kr.source, names, n=1)
+                hint = f"did you mean `{close[0]}`?" if close else (f"defined sources: {', '.join(names)}" if names else "add it under `sources:`")
+                check.add(kwhere + ("source",), klabel, f"unknown source `{kr.source}`: {hint}")
+            elif source is not None:
+                stype, _ = source
+                metric_model = connector_for(stype).Metric
+                check.validate(metric_model, kr.metric, kwhere + ("metric",), klabel, {"base_dir": base_dir})
+            if obj is not None and period is not None:
+                th = out["thresholds"] if kr.thresholds is None else Thresholds(kr.thresholds.at_risk, kr.thresholds.off_track)
+                out["krs"].append(dict(
+                    id=kr.id, title=kr.title, objective_id=obj.id, source_name=kr.source, metric=kr.metric,
+                    baseline=kr.baseline, target=kr.target, unit=kr.unit, period=period, thresholds=th,
+                    on_manual=kr.on_manual, config_file=str(path), line=line_of(check.lines, kwhere)))
+    return check, out
+
+
+def _expand_env(url: str) -> str:
+    def repl(m: re.Match) -> str:
+        value = os.environ.get(m.group(1))
+        if value is None:
+            raise ValueError(f"environment variable {m.group(1)} is not set: export it or change `store:`")
+        return value
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", repl, url)
+
+
+def _resolve_store(url: str, base_dir: Path) -> str:
+    """A relative SQLite path in a config file is relative to that file."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
+        rel = url.removeprefix("sqlite:///")
+        if rel and not rel.startswith("file:"):
+            return "sqlite:///" + str((base_dir / rel).resolve())
+    return url
+
+
+def load_plan(paths: list[str | Path], store: str | None = None) -> Plan:
+    """Validate config files into a Plan; raise ConfigError with every issue found."""
+    issues: list[ConfigIssue] = []
+    seen_ids: dict[str, str] = {}
+    loaded = []
+    for p in paths:
+        check, out = _load_file(Path(p), seen_ids)
+        issues.extend(check.issues)
+        loaded.append((Path(p), check, out))
+
+    names = [name for _, _, out in loaded for name in out["sources"]]
+    sources: dict[str, PlannedSource] = {}
+    key_results: list[PlannedKeyResult] = []
+    objectives: list[ObjectiveRecord] = []
+    store_urls: dict[str, str] = {}
+    for path, check, out in loaded:
+        for name, (stype, config) in out["sources"].items():
+            key = name if names.count(name) == 1 else f"{path.name}:{name}"
+            sources[f"{path}\0{name}"] = PlannedSource(key, name, stype, config, str(path))
+        objectives.extend(out["objectives"])
+        for kr in out["krs"]:
+            src = sources.get(f"{path}\0{kr.pop('source_name')}")
+            if src is None:
+                continue
+            key_results.append(PlannedKeyResult(source_key=src.key, source_type=src.type, **kr))
+        if out["store"]:
+            try:
+                store_urls[str(path)] = _resolve_store(_expand_env(out["store"]), path.parent)
+            except ValueError as exc:
+                issues.append(ConfigIssue(str(path), line_of(check.lines, ("store",)), None, str(exc)))
+
+    store_url = store or os.environ.get(STORE_ENV) or None
+    if store_url is None:
+        distinct = sorted(set(store_urls.values()))
+        if len(distinct) > 1:
+            issues.append(ConfigIssue(", ".join(store_urls), None, None,
+                                      "these config files name different stores: run them separately or pass --store URL"))
+        store_url = distinct[0] if distinct else DEFAULT_STORE
+    if issues:
+        raise ConfigError(issues)
+    return Plan(files=[str(p) for p in paths], store_url=store_url, objectives=objectives,
+                key_results=key_results, sources={s.key: s for s in sources.values()})
+
+# ---------------------------------------------------------------------------- JSON Schema
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a config file, with every registered source type and metric."""
+    connectors = [connector_for(t) for t in source_types()]
+    source_union = Annotated[Union[tuple(c.SourceConfig for c in connectors)], Field(discriminator="type")]
+    metric_union = Union[tuple(c.Metric for c in connectors)]
+    kr = create_model("KeyResult", __base__=KeyResultConfig, metric=(metric_union, ...))
+    objective = create_model("Objective", __base__=ObjectiveConfig, key_results=(list[kr], Field(min_length=1)))
+    config = create_model("OkrSyncConfig", __base__=FileConfig,
+                          sources=(dict[str, source_union], Field(default_factory=dict)),
+                          objectives=(list[objective], Field(min_length=1)))
+    schema = config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "okr-sync config"
+    return schema

@@ -1,0 +1,126 @@
+"""Rich output for the CLI: the run table, the status board, history, and the progress bar."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from okrsync.records import KeyResultState, StoredCheckin
+
+STATUS_STYLE = {"on_track": "green", "at_risk": "yellow", "off_track": "red", "done": "bold green"}
+
+
+@contextmanager
+def progress_bar(console: Console, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A progress bar over key results; yields `advance(n)`. Silent when disabled or not a terminal."""
+    if not enabled:
+        yield lambda n: None
+        return
+    with Progress(TextColumn("syncing key results"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        job = bar.add_task("sync", total=total)
+        yield lambda n: bar.advance(job, n)
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{int(value):,}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def bar(progress: float | None, width: int = 10) -> str:
+    """A text bar; over-achievement fills it and shows the real % beside it."""
+    if progress is None:
+        return " " * width
+    filled = max(0, min(width, round(progress * width)))
+    return "█" * filled + "░" * (width - filled)
+
+
+def _status(status: str | None, error: str | None = None) -> str:
+    if error:
+        return "[red]error[/red]"
+    if not status:
+        return "-"
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def run_table(console: Console, result: dict[str, Any]) -> None:
+    table = Table(title=f"okr-sync {'dry run (nothing written)' if result['dry_run'] else 'run'} "
+                        f"{result['run_id']} as of {result['as_of'][:16]}", title_justify="left")
+    for col in ("key result", "value", "baseline → target", "progress", "expected", "status", "source / error"):
+        table.add_column(col, overflow="fold")
+    for r in result["key_results"]:
+        detail = f"[red]{r['error']}[/red]" if r["error"] else (r["link"] or r["query"] or "")
+        table.add_row(r["id"], _num(r["value"]), f"{_num(r['baseline'])} → {_num(r['target'])}",
+                      f"{bar(r['progress'])} {_pct(r['progress'])}", _pct(r["expected"]),
+                      _status(r["status"], r["error"]), detail)
+    console.print(table)
+    c = result["counts"]
+    line = f"{c['synced']} of {c['key_results']} key results synced"
+    if not result["dry_run"]:
+        line += f"; {c['written']} check-ins written, {c['unchanged']} unchanged, {c['kept_manual']} manual kept"
+        line += f" in {result['store']}"
+    if c["failed"]:
+        line += f"; [red]{c['failed']} failed[/red]"
+    console.print(line + f" ({result['seconds']:.1f}s)", highlight=False)
+
+
+def _ago(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    seconds = (datetime.now(timezone.utc) - moment).total_seconds()
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return "just now"
+
+
+def status_table(console: Console, states: list[KeyResultState]) -> None:
+    table = Table(title="OKR status", title_justify="left")
+    for col in ("objective", "key result", "last value", "baseline → target", "progress", "status", "updated"):
+        table.add_column(col, overflow="fold")
+    previous = None
+    for s in states:
+        last = s.last
+        objective = "" if s.objective_id == previous else f"{s.objective_title} ({s.objective_id})"
+        previous = s.objective_id
+        table.add_row(objective, f"{s.title}\n[dim]{s.kr_id}[/dim]", _num(last.value if last else None),
+                      f"{_num(s.baseline)} → {_num(s.target)}",
+                      f"{bar(last.progress if last else None)} {_pct(last.progress if last else None)}",
+                      _status(last.status if last else None) + (" [dim](manual)[/dim]" if last and last.kind == "manual" else ""),
+                      _ago(last.observed_at if last else None))
+    console.print(table)
+
+
+def history_table(console: Console, kr_id: str, rows: list[StoredCheckin]) -> None:
+    table = Table(title=f"check-ins of {kr_id}", title_justify="left")
+    for col in ("observed", "value", "progress", "status", "kind", "run", "link / note"):
+        table.add_column(col, overflow="fold")
+    for c in rows:
+        table.add_row(c.observed_at.strftime("%Y-%m-%d %H:%M") if c.observed_at else "-", _num(c.value),
+                      _pct(c.progress), _status(c.status), c.kind, c.run_id or "-", c.note or c.link or "")
+    console.print(table)
+    if not rows:
+        console.print("no check-ins yet")
+
+
+def checkin_json(c: StoredCheckin) -> dict[str, Any]:
+    data = asdict(c)
+    for key in ("observed_at", "created_at"):
+        data[key] = data[key].isoformat() if data.get(key) else None
+    return data
+
+
+def state_json(s: KeyResultState) -> dict[str, Any]:
+    data = asdict(s)
+    data["last"] = checkin_json(s.last) if s.last else None
+    return data

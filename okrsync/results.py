@@ -1,0 +1,117 @@
+"""From measurements to per-key-result results, check-in records and the run summary."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+
+from okrsync.config import Plan, PlannedKeyResult, build_metric
+from okrsync.errors import SourceError
+from okrsync.measure import Measurement, MetricRequest
+from okrsync.progress import assess
+from okrsync.records import CheckinRecord, WriteReport
+
+
+@dataclass
+class KeyResultResult:
+    """One key result's outcome in one run: its measured state, or the error that stopped it."""
+
+    id: str
+    objective_id: str
+    title: str
+    source: str
+    baseline: float
+    target: float
+    unit: str | None = None
+    value: float | None = None
+    progress: float | None = None
+    expected: float | None = None
+    status: str | None = None
+    link: str | None = None
+    query: str | None = None
+    observed_at: datetime | None = None
+    note: str | None = None
+    error: str | None = None
+    outcome: str | None = None       # written | unchanged | kept_manual | dry_run | None (failed)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["observed_at"] = self.observed_at.isoformat() if self.observed_at else None
+        return data
+
+
+def requests_by_source(plan: Plan, krs: list[PlannedKeyResult], as_of: date
+                       ) -> tuple[dict[str, list[MetricRequest]], dict[str, str]]:
+    """Group key results into one batch per source; a metric that fails to render is an error."""
+    batches: dict[str, list[MetricRequest]] = {}
+    errors: dict[str, str] = {}
+    for kr in krs:
+        try:
+            metric = build_metric(kr, plan.source_of(kr), as_of)
+        except Exception as exc:  # noqa: BLE001 - a template that renders to something invalid
+            errors[kr.id] = f"metric is invalid once its placeholders are filled in: {exc}".splitlines()[0]
+            continue
+        batches.setdefault(kr.source_key, []).append(
+            MetricRequest(kr_id=kr.id, metric=metric, period=kr.period, as_of=as_of))
+    return batches, errors
+
+
+def assess_all(krs: list[PlannedKeyResult], outcomes: dict[str, Measurement | SourceError | str],
+               as_of: datetime) -> list[KeyResultResult]:
+    """Progress, expected progress and status for every measured key result, in plan order."""
+    results = []
+    for kr in krs:
+        r = KeyResultResult(id=kr.id, objective_id=kr.objective_id, title=kr.title, source=kr.source_key,
+                            baseline=kr.baseline, target=kr.target, unit=kr.unit)
+        got = outcomes.get(kr.id)
+        if isinstance(got, Measurement):
+            a = assess(got.value, kr.baseline, kr.target, kr.period, as_of, kr.thresholds)
+            r.value, r.progress, r.expected, r.status = got.value, a.progress, a.expected, a.status
+            r.link, r.query, r.observed_at, r.note = got.link, got.query, got.observed_at, got.note
+        elif got is None:
+            r.error = "not measured: the source returned nothing for this key result"
+        else:
+            r.error = str(got) or got.__class__.__name__
+        results.append(r)
+    return results
+
+
+def checkins(results: list[KeyResultResult], run_id: str) -> list[CheckinRecord]:
+    return [CheckinRecord(kr_id=r.id, value=r.value, progress=r.progress, expected=r.expected, status=r.status,
+                          observed_at=r.observed_at or datetime.now(timezone.utc), source=r.source,
+                          query=r.query, link=r.link, run_id=run_id, note=r.note)
+            for r in results if r.error is None and r.value is not None]
+
+
+def apply_report(results: list[KeyResultResult], report: WriteReport | None, store_error: str | None) -> None:
+    for r in results:
+        if r.error is not None:
+            continue
+        if store_error is not None:
+            r.error = store_error
+        elif report is None:
+            r.outcome = "dry_run"
+        else:
+            r.outcome = report.outcome(r.id)
+
+
+def summary(run_id: str, results: list[KeyResultResult], *, as_of: datetime, dry_run: bool,
+            store: str, calls: int, seconds: float) -> dict[str, Any]:
+    failed = [r for r in results if r.error]
+    return {
+        "run_id": run_id,
+        "as_of": as_of.isoformat(),
+        "dry_run": dry_run,
+        "store": store,
+        "counts": {
+            "key_results": len(results),
+            "synced": len(results) - len(failed),
+            "failed": len(failed),
+            "written": sum(r.outcome == "written" for r in results),
+            "unchanged": sum(r.outcome == "unchanged" for r in results),
+            "kept_manual": sum(r.outcome == "kept_manual" for r in results),
+        },
+        "source_calls": calls,
+        "seconds": round(seconds, 3),
+        "key_results": [r.as_json() for r in results],
+    }
