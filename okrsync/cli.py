@@ -25,7 +25,8 @@ from okrsync.errors import ConfigError, OkrSyncError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Keep OKR key results true to the work: sync metrics from spreadsheets, Jira and GitHub.")
-out = Console()
+# Piped output (CI logs, `| less`) gets a wide console so tables are not cropped to 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 ConfigArgs = typer.Argument(..., help="config YAML file(s), e.g. config/example.yaml", show_default=False)
@@ -35,13 +36,13 @@ JsonOpt = typer.Option(False, "--json", help="print one JSON document instead of
 
 def _fail_config(error: ConfigError) -> None:
     for issue in error.issues:
-        err.print(str(issue), markup=False, highlight=False)
+        err.print(str(issue), markup=False, highlight=False, soft_wrap=True)
     err.print(f"[red]{len(error.issues)} problem(s) found[/red]; fix them and run `okr-sync validate` again.")
     raise typer.Exit(2)
 
 
 def _fail(error: OkrSyncError, code: int = 1) -> None:
-    err.print(f"error: {error}", markup=False, highlight=False)
+    err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -89,7 +90,7 @@ def run(configs: List[Path] = ConfigArgs,
             if unknown:
                 known = ", ".join(kr.id for kr in plan.key_results)
                 err.print(f"error: --only {', '.join(unknown)}: no such key result in the config (known: {known})",
-                          markup=False)
+                          markup=False, soft_wrap=True)
                 raise typer.Exit(2)
     except ConfigError as e:
         _fail_config(e)

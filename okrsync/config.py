@@ -310,6 +310,22 @@ class _FileChecker:
             return None
 
 
+def _check_source_and_metric(check: _FileChecker, top: FileConfig, out: dict[str, Any], source_name: str,
+                             metric: dict[str, Any], kwhere: tuple, klabel: str, base_dir: Path) -> None:
+    """The key result's source exists, and its metric is one that source's connector accepts."""
+    for text in _strings(metric):
+        for problem in template_problems(text):
+            check.add(kwhere + ("metric",), klabel, problem)
+    if source_name not in top.sources:
+        names = list(top.sources)
+        close = difflib.get_close_matches(source_name, names, n=1)
+        hint = f"did you mean `{close[0]}`?" if close else (f"defined sources: {', '.join(names)}" if names else "add it under `sources:`")
+        check.add(kwhere + ("source",), klabel, f"unknown source `{source_name}`: {hint}")
+    elif source_name in out["sources"]:
+        stype, _ = out["sources"][source_name]
+        check.validate(connector_for(stype).Metric, metric, kwhere + ("metric",), klabel, {"base_dir": base_dir})
+
+
 def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict[str, Any]]:
     check = _FileChecker(path)
     out: dict[str, Any] = {"period": None, "store": None, "thresholds": Thresholds(), "sources": {},
@@ -382,7 +398,9 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict
             kid = raw_kr.get("id") if isinstance(raw_kr, dict) else None
             klabel = kid if isinstance(kid, str) else f"{olabel} key result #{ki + 1}"
             kr = check.validate(KeyResultConfig, raw_kr, kwhere, klabel)
-            if kr is None:
+            if kr is None:  # still check what can be checked, so every mistake shows at once
+                if isinstance(raw_kr, dict) and isinstance(raw_kr.get("source"), str) and isinstance(raw_kr.get("metric"), dict):
+                    _check_source_and_metric(check, top, out, raw_kr["source"], raw_kr["metric"], kwhere, klabel, base_dir)
                 continue
             if kr.id in seen_ids:
                 check.add(kwhere + ("id",), klabel, f"id `{kr.id}` is used twice (also at {seen_ids[kr.id]}): ids must be unique across all config files")
@@ -399,19 +417,7 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict
             if kr.target == kr.baseline:
                 check.add(kwhere + ("target",), klabel, f"target equals baseline ({kr.target:g}), so progress cannot be measured: "
                                                           "set `baseline:` to where you started (it defaults to 0)")
-            for text in _strings(kr.metric):
-                for problem in template_problems(text):
-                    check.add(kwhere + ("metric",), klabel, problem)
-            source = out["sources"].get(kr.source)
-            if kr.source not in top.sources:
-                names = list(top.sources)
-                close = difflib.get_close_matches(kr.source, names, n=1)
-                hint = f"did you mean `{close[0]}`?" if close else (f"defined sources: {', '.join(names)}" if names else "add it under `sources:`")
-                check.add(kwhere + ("source",), klabel, f"unknown source `{kr.source}`: {hint}")
-            elif source is not None:
-                stype, _ = source
-                metric_model = connector_for(stype).Metric
-                check.validate(metric_model, kr.metric, kwhere + ("metric",), klabel, {"base_dir": base_dir})
+            _check_source_and_metric(check, top, out, kr.source, kr.metric, kwhere, klabel, base_dir)
             if obj is not None and period is not None:
                 th = out["thresholds"] if kr.thresholds is None else Thresholds(kr.thresholds.at_risk, kr.thresholds.off_track)
                 out["krs"].append(dict(

@@ -56,7 +56,8 @@ def _status(status: str | None, error: str | None = None) -> str:
 def run_table(console: Console, result: dict[str, Any]) -> None:
     table = Table(title=f"okr-sync {'dry run (nothing written)' if result['dry_run'] else 'run'} "
                         f"{result['run_id']} as of {result['as_of'][:16]}", title_justify="left")
-    for col in ("key result", "value", "baseline → target", "progress", "expected", "status", "source / error"):
+    table.add_column("key result", no_wrap=True)
+    for col in ("value", "baseline → target", "progress", "expected", "status", "source / error"):
         table.add_column(col, overflow="fold")
     for r in result["key_results"]:
         detail = f"[red]{r['error']}[/red]" if r["error"] else (r["link"] or r["query"] or "")

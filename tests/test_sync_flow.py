@@ -1,0 +1,84 @@
+"""End to end: the real sync flow under Prefect's test harness, on the example config, into SQLite."""
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+
+import pytest
+
+from conftest import EXAMPLE
+from connectors.sql_store import open_store
+from flows.sync import sync_okrs
+
+AS_OF = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+EXPECTED_VALUES = {
+    "checkout-nps": 38, "checkout-p95": 590, "checkout-success": 97.12,
+    "self-serve-customers": 304, "self-serve-revenue": 24320, "weekly-signups": 55,
+}
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'okr.db'}"
+
+
+def test_example_syncs_and_second_run_adds_no_duplicates(prefect_harness, store_url):
+    first = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, as_of=AS_OF)
+    assert first["counts"]["failed"] == 0, [r["error"] for r in first["key_results"]]
+    got = {r["id"]: r["value"] for r in first["key_results"]}
+    assert got == pytest.approx(EXPECTED_VALUES)
+    assert first["counts"]["written"] == len(EXPECTED_VALUES)
+
+    store = open_store(store_url)
+    try:
+        states = {s.kr_id: s for s in store.key_results()}
+        assert set(states) == set(EXPECTED_VALUES)
+        nps = states["checkout-nps"].last
+        assert nps.value == 38 and nps.kind == "automatic" and nps.run_id == first["run_id"]
+        assert nps.progress == pytest.approx(8 / 15) and nps.status in ("on_track", "at_risk", "off_track")
+        assert nps.link.startswith("file://") and "survey.csv" in nps.link
+        p95 = states["checkout-p95"].last
+        assert p95.progress == pytest.approx((590 - 900) / (500 - 900))   # lower is better
+    finally:
+        store.close()
+
+    second = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, as_of=AS_OF)
+    assert second["counts"]["written"] == 0
+    assert second["counts"]["unchanged"] == len(EXPECTED_VALUES)
+    store = open_store(store_url)
+    try:
+        assert all(len(store.history(kr)) == 1 for kr in EXPECTED_VALUES)
+    finally:
+        store.close()
+
+
+def test_dry_run_writes_nothing(prefect_harness, tmp_path, store_url):
+    result = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, dry_run=True, as_of=AS_OF)
+    assert result["counts"]["synced"] == len(EXPECTED_VALUES)
+    assert {r["outcome"] for r in result["key_results"]} == {"dry_run"}
+    assert not (tmp_path / "okr.db").exists()
+
+
+def test_one_failing_key_result_does_not_stop_the_others(prefect_harness, tmp_path, store_url):
+    data = tmp_path / "data"
+    shutil.copytree(EXAMPLE.parent / "data", data)
+    config = tmp_path / "broken.yaml"
+    config.write_text(EXAMPLE.read_text().replace("metric: {cell: C7}", "metric: {cell: Z99}"))
+    result = sync_okrs(config_paths=[str(config)], store=store_url, as_of=AS_OF)
+    by_id = {r["id"]: r for r in result["key_results"]}
+    assert result["counts"]["failed"] == 1
+    assert "Z99" in by_id["checkout-nps"]["error"]
+    assert all(r["error"] is None and r["outcome"] == "written" for k, r in by_id.items() if k != "checkout-nps")
+
+
+def test_run_publishes_table_artifact(prefect_harness, store_url):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    result = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, as_of=AS_OF)
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["okr-sync-run"])))
+    assert artifacts, "no okr-sync-run artifact"
+    newest = max(artifacts, key=lambda a: a.created)
+    assert result["run_id"] in newest.description
+    assert "checkout-nps" in str(newest.data)
