@@ -227,9 +227,12 @@ class SqlStore:
         try:
             self._engine: Engine = create_engine(parsed, connect_args=connect_args)
         except Exception as exc:  # a missing driver module, a bad query argument
+            hint = ""
+            if isinstance(exc, ModuleNotFoundError) and parsed.get_backend_name() == "postgresql":
+                hint = "; install the PostgreSQL driver: pip install -e '.[postgres]'"
             raise StoreError(
                 f"OKR store {self.display_url}: cannot set up the database driver: "
-                f"{_one_line(exc, parsed.password)}"
+                f"{_one_line(exc, parsed.password)}{hint}"
             ) from exc
         if self.dialect == "sqlite":
             _install_sqlite_transactions(self._engine)

@@ -66,6 +66,15 @@ class SecretRef(BaseModel):
             raise ValueError('write "${VARIABLE}" or {secret: NAME}, exactly one')
         return self
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        """What an admin writes, not the internal shape: "${VAR}" or {secret: NAME}."""
+        return {"anyOf": [
+            {"type": "string", "pattern": _ENV_REF.pattern, "description": "an environment variable: \"${NAME}\""},
+            {"type": "object", "properties": {"secret": {"type": "string", "description": "a Prefect Secret block"}},
+             "required": ["secret"], "additionalProperties": False},
+        ]}
+
     def describe(self) -> str:
         """Where the secret comes from, fit for an error message (never the value)."""
         return f"environment variable {self.env}" if self.env else f"Prefect Secret block '{self.secret}'"
