@@ -1,0 +1,355 @@
+"""The HTTP side of the Jira source: one `JiraApi` per source per run, on the `jira` package.
+
+- Auth lives in the `jira` client's session: basic auth (email + API token) for Jira Cloud,
+  bearer (personal access token) for Data Center. The package's own retries are off
+  (`max_retries=0`); tenacity owns retries here, so the two never multiply.
+- Every HTTP request is counted (`calls`): a response hook on the session, plus the requests
+  that got no response (timeouts, refused connections).
+- 429/502/503/504 are retried honouring `Retry-After` (seconds or an HTTP date) or
+  `X-RateLimit-Reset` (ISO 8601), else capped exponential backoff with jitter; at most
+  MAX_TRIES tries. `sleep` is looked up at call time, so tests patch it to record the waits.
+- Failures become one-line SourceErrors that never hold a token. Failures no other query can
+  escape (401, 403, 404, 410, an HTML page instead of JSON, an unreachable host, rate limits
+  that outlast the retries) are fatal: later calls fail at once with the same message.
+
+Endpoints (REST v2 exists on Cloud and Data Center alike):
+    GET  /rest/api/2/serverInfo                 Cloud or Data Center ("deploymentType")
+    GET  /rest/api/2/field                      field names -> ids
+    POST /rest/api/2/search/approximate-count   Cloud count: {"count": N}
+    POST /rest/api/2/search/jql                 Cloud issues: nextPageToken / isLast
+    POST /rest/api/2/search                     Data Center: count (maxResults=0 -> total), issues
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Iterator, Mapping, TypeVar
+
+import requests
+from jira import JIRA, JIRAError
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from okrsync.errors import RetriableSourceError, SourceError
+
+logger = logging.getLogger(__name__)
+
+CLOUD_PAGE_SIZE = 100          # enhanced search: 100 issues a page once fields beyond id/key are asked
+DC_PAGE_SIZE = 1000            # Data Center caps maxResults at jira.search.views.default.max (1000)
+MAX_TRIES = 4                  # 1 try + 3 retries
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+FATAL_STATUSES = frozenset({401, 403, 404, 410})
+BACKOFF_FIRST = 1.0            # seconds; doubles each retry ...
+BACKOFF_CAP = 30.0             # ... up to this
+JITTER = 1.0                   # plus up to this much at random
+MAX_ASKED_WAIT = 120.0         # a longer Retry-After ends the retries: try again later
+MAX_PAGES = 100_000            # a guard against a server that never says isLast
+
+T = TypeVar("T")
+
+sleep: Callable[[float], None] = time.sleep       # patched in tests
+_random = random.Random()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+# ---------------------------------------------------------------------------- waits
+
+
+def asked_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds the server asks us to wait: `Retry-After` (seconds or HTTP date), else
+    `X-RateLimit-Reset` (ISO 8601, e.g. 2026-11-20T12:01Z); None if neither is usable."""
+    retry_after = (headers.get("Retry-After") or "").strip()
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            pass
+        try:
+            return max(0.0, (parsedate_to_datetime(retry_after) - _utcnow()).total_seconds())
+        except (TypeError, ValueError):
+            pass
+    reset = (headers.get("X-RateLimit-Reset") or "").strip()
+    if reset:
+        try:
+            moment = datetime.fromisoformat(reset.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return max(0.0, (moment - _utcnow()).total_seconds())
+    return None
+
+
+def backoff(attempt: int) -> float:
+    """Capped exponential backoff with jitter for the wait after try number `attempt` (1-based)."""
+    return min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (attempt - 1) + _random.uniform(0, JITTER))
+
+
+def _is_retriable(exc: BaseException) -> bool:
+    return isinstance(exc, JIRAError) and exc.status_code in RETRY_STATUSES
+
+
+def _headers_of(exc: BaseException | None) -> Mapping[str, str]:
+    response = getattr(exc, "response", None)
+    return response.headers if response is not None else {}
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    asked = asked_wait(_headers_of(exc))
+    return asked if asked is not None else backoff(state.attempt_number)
+
+
+def _stop(state: RetryCallState) -> bool:
+    if state.attempt_number >= MAX_TRIES:
+        return True
+    exc = state.outcome.exception() if state.outcome else None
+    asked = asked_wait(_headers_of(exc))
+    return asked is not None and asked > MAX_ASKED_WAIT
+
+# ---------------------------------------------------------------------------- error wording
+
+
+def _messages(response: requests.Response | None) -> list[str]:
+    """Jira's own error texts: ErrorCollection `errorMessages` and `errors` values."""
+    if response is None:
+        return []
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    if not isinstance(body, dict):
+        return [str(body)] if isinstance(body, str) else []
+    texts = [str(m) for m in body.get("errorMessages") or [] if m]
+    errors = body.get("errors")
+    if isinstance(errors, dict):
+        texts += [f"{k}: {v}" for k, v in errors.items()]
+    if not texts and body.get("message"):
+        texts.append(str(body["message"]))
+    return texts
+
+
+def _quoted(texts: list[str]) -> str:
+    joined = " ".join(t.strip().rstrip(".") + "." for t in texts)
+    joined = " ".join(joined.split())
+    return f'"{joined[:400]}"'
+
+
+def _what_body(response: requests.Response | None) -> str:
+    if response is None:
+        return "an empty answer"
+    kind = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    text = response.text.lstrip()[:200].lower() if response.text else ""
+    if "html" in kind or text.startswith("<!doctype html") or text.startswith("<html"):
+        return "an HTML page"
+    if not response.content:
+        return "an empty answer"
+    return f"a {kind} answer" if kind else "an answer that is not JSON"
+
+# ---------------------------------------------------------------------------- client
+
+
+class JiraApi:
+    """A Jira site as this connector uses it; every method raises SourceError on failure."""
+
+    def __init__(self, url: str, *, token: str, token_source: str, email: str | None = None,
+                 email_source: str | None = None, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.calls = 0
+        self.cloud: bool | None = None
+        self.fatal: SourceError | None = None
+        self._token_source = token_source
+        self._email_source = email_source
+        self._last_response: requests.Response | None = None
+        auth: dict[str, Any] = {"basic_auth": (email, token)} if email else {"token_auth": token}
+        self._jira = JIRA(server=self.url, get_server_info=False, max_retries=0, timeout=timeout,
+                          logging=False, options={"check_update": False}, **auth)
+        self._jira._session.hooks["response"].append(self._count)
+
+    def close(self) -> None:
+        self._jira.close()
+
+    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        self.calls += 1
+        self._last_response = response
+        return response
+
+    # ------------------------------------------------------------------ the one way to call
+
+    def _call(self, what: str, path: str, fn: Callable[[], T]) -> T:
+        """Run `fn` (one API request) with retries; map every failure to a SourceError."""
+        if self.fatal is not None:
+            raise self.fatal
+        retrying = Retrying(stop=_stop, wait=_wait, retry=retry_if_exception(_is_retriable), reraise=True,
+                            sleep=lambda seconds: sleep(seconds), before_sleep=self._log_retry(path))
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self._last_response = None
+                    try:
+                        return fn()
+                    except (requests.Timeout, requests.ConnectionError):
+                        self.calls += 1            # sent, but no response came back
+                        raise
+        except JIRAError as exc:
+            raise self._http_error(exc, what, path) from None
+        except requests.Timeout:
+            raise RetriableSourceError(f"Jira did not answer {path} within {self.timeout:g} s: try again later, "
+                                       "or raise `timeout:` on the source") from None
+        except requests.ConnectionError as exc:
+            raise self._fail(RetriableSourceError(f"cannot reach Jira at {self.url} ({_reason(exc)}): "
+                                                  "check `url:` and the network")) from None
+        except ValueError:                         # a 2xx answer that is not JSON
+            got = _what_body(self._last_response)
+            raise self._fail(SourceError(
+                f"Jira answered {path} with {got} instead of JSON (a login or SSO page, or a proxy?): "
+                f"check that `url:` ({self.url}) is the Jira site itself and that {self._token_source} "
+                "holds a valid token")) from None
+        raise AssertionError("unreachable")        # pragma: no cover - Retrying returns or raises
+
+    def _log_retry(self, path: str) -> Callable[[RetryCallState], None]:
+        def log(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            logger.warning("Jira answered HTTP %s for %s; retrying in %.1f s (try %d of %d)",
+                           getattr(exc, "status_code", "?"), path, wait, state.attempt_number + 1, MAX_TRIES)
+        return log
+
+    def _fail(self, error: SourceError) -> SourceError:
+        self.fatal = error
+        return error
+
+    def _http_error(self, exc: JIRAError, what: str, path: str) -> SourceError:
+        status = exc.status_code or 0
+        response = exc.response
+        texts = _messages(response)
+        jira_says = f": Jira says {_quoted(texts)}" if texts else ""
+        if status == 400:
+            return SourceError(f"Jira rejected {what}{jira_says}: fix the query (try it in Jira's issue search first)")
+        if status == 401:
+            who = (f"the API token in {self._token_source} and the email in {self._email_source} "
+                   "(Jira Cloud: an API token from id.atlassian.com with its account's email)"
+                   if self._email_source else
+                   f"the personal access token in {self._token_source} (Jira Cloud also needs `email:`)")
+            return self._fail(SourceError(f"Jira refused the credentials (HTTP 401): check {who}"))
+        if status == 403:
+            reason = response.headers.get("X-Authentication-Denied-Reason") if response is not None else None
+            hint = (f"Jira asks for a CAPTCHA ({reason.split(';')[0]}): log in once in a browser, then retry"
+                    if reason else f"the account behind {self._token_source} lacks permission for this, "
+                                   "or token access is disabled on this site")
+            return self._fail(SourceError(f"Jira denied access to {path} (HTTP 403){jira_says}: {hint}"))
+        if status == 404:
+            return self._fail(SourceError(
+                f"Jira answered 404 Not Found for {path}: check `url:` ({self.url}); a Data Center site "
+                "may need its context path, e.g. https://jira.example.com/jira"))
+        if status == 410:
+            said = "" if self.cloud is None else f" (serverInfo said {'Cloud' if self.cloud else 'Data Center'})"
+            return self._fail(SourceError(
+                f"Jira answered 410 Gone for {path}{jira_says}: this Jira has removed that API{said}"))
+        if status in RETRY_STATUSES:
+            asked = asked_wait(_headers_of(exc))
+            if status == 429:
+                ask = f" (it asks to wait {asked:g} s)" if asked else ""
+                text = f"Jira kept rate-limiting (HTTP 429){ask}: try again later"
+            else:
+                text = f"Jira is unavailable (HTTP {status}): try again later"
+            return self._fail(RetriableSourceError(text, retry_after=asked))
+        if status >= 500:
+            return RetriableSourceError(f"Jira failed on {what} (HTTP {status}){jira_says}: try again later")
+        return SourceError(f"Jira answered HTTP {status} for {path}{jira_says}")
+
+    # ------------------------------------------------------------------ endpoints
+
+    def detect(self) -> bool:
+        """Ask serverInfo once: True for Jira Cloud, False for Data Center / Server."""
+        info = self._call("serverInfo", "/rest/api/2/serverInfo", self._jira.server_info)
+        if not isinstance(info, dict) or "versionNumbers" not in info:
+            raise self._fail(SourceError(f"{self.url}/rest/api/2/serverInfo did not answer like Jira: check `url:`"))
+        self.cloud = info.get("deploymentType") == "Cloud"
+        self._jira.deploymentType = info.get("deploymentType")   # the `jira` client's Cloud-only calls check it
+        logger.info("Jira at %s: %s %s", self.url, "Cloud" if self.cloud else "Data Center",
+                    info.get("version", ""))
+        return self.cloud
+
+    def fields(self) -> list[dict[str, Any]]:
+        """Every issue field the account can see (id, name, schema)."""
+        found = self._call("the field list", "/rest/api/2/field", self._jira.fields)
+        if not isinstance(found, list):
+            raise SourceError("Jira's field list (/rest/api/2/field) is not a list: check `url:`")
+        return [f for f in found if isinstance(f, dict) and "id" in f]
+
+    def count(self, jql: str) -> int:
+        """Issues matching `jql`: one call, no issue fetched."""
+        what = f"the JQL {jql!r}"
+        if self.cloud:
+            path = "/rest/api/2/search/approximate-count"
+            body = self._call(what, path, lambda: self._jira.approximate_issue_count(jql, json_result=True))
+            value = body.get("count") if isinstance(body, dict) else None
+        else:
+            path = "/rest/api/2/search"
+            query = {"jql": jql, "startAt": 0, "maxResults": 0}
+            body = self._call(what, path, lambda: self._jira._get_json("search", params=query, use_post=True))
+            value = body.get("total") if isinstance(body, dict) else None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SourceError(f"Jira answered {path} without a count: check `url:` ({self.url})")
+        return value
+
+    def pages(self, jql: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+        """The issues matching `jql`, a page at a time, with only `fields`."""
+        return self._cloud_pages(jql, fields) if self.cloud else self._dc_pages(jql, fields)
+
+    def _cloud_pages(self, jql: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+        path, what = "/rest/api/2/search/jql", f"the JQL {jql!r}"
+        token: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            query: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": CLOUD_PAGE_SIZE}
+            if token:
+                query["nextPageToken"] = token
+            body = self._call(what, path, lambda: self._jira._get_json("search/jql", params=query, use_post=True))
+            issues = _issues_of(body, path)
+            yield issues
+            token = body.get("nextPageToken")
+            if body.get("isLast") or not token:
+                return
+            if token in seen:
+                raise SourceError(f"Jira repeated a nextPageToken for {what}: paging stopped, try again later")
+            seen.add(token)
+        raise SourceError(f"more than {MAX_PAGES} pages for {what}: narrow the JQL")
+
+    def _dc_pages(self, jql: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+        path, what = "/rest/api/2/search", f"the JQL {jql!r}"
+        start = 0
+        for _ in range(MAX_PAGES):
+            query = {"jql": jql, "startAt": start, "maxResults": DC_PAGE_SIZE, "fields": fields}
+            body = self._call(what, path, lambda: self._jira._get_json("search", params=query, use_post=True))
+            issues = _issues_of(body, path)
+            yield issues
+            start += len(issues)
+            total = body.get("total")
+            if not issues or not isinstance(total, int) or start >= total:
+                return
+        raise SourceError(f"more than {MAX_PAGES} pages for {what}: narrow the JQL")
+
+
+def _issues_of(body: Any, path: str) -> list[dict[str, Any]]:
+    issues = body.get("issues") if isinstance(body, dict) else None
+    if not isinstance(issues, list):
+        raise SourceError(f"Jira answered {path} without an `issues` list: check `url:`")
+    return [i for i in issues if isinstance(i, dict)]
+
+
+def _reason(exc: requests.ConnectionError) -> str:
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return "host not found"
+    if "ssl" in text or "certificate" in text:
+        return "TLS/certificate error"
+    return "connection failed"
