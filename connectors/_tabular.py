@@ -125,6 +125,14 @@ def quote_sheet(name: str) -> str:
     return "'" + name.replace("'", "''") + "'"
 
 
+def match_sheet(name: str, titles: Sequence[str]) -> str | None:
+    """The title among `titles` that `name` refers to: exact, else the one equal ignoring case; None if none."""
+    if name in titles:
+        return name
+    folded = [title for title in titles if title.casefold() == name.strip().casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
 def display_text(value: Any) -> str:
     """A cell value as the text a person sees (dates as YYYY-MM-DD, booleans as TRUE/FALSE)."""
     if value is None:

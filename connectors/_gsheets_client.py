@@ -1,0 +1,343 @@
+"""HTTP for the Google Sheets source: the Sheets API v4 as a service account, and the public CSV export.
+
+Every failure is mapped onto okr-sync's errors here, in one place:
+
+    429, 500, 502, 503, 504, timeouts, lost connections  -> RetriableSourceError, retried here
+    Sheets API 403  -> not shared with the service account (or the API is off in its project)
+    Sheets API 404  -> no such spreadsheet;  400 -> e.g. an Excel file kept in Drive
+    CSV export: a sign-in page (HTML, or a redirect to accounts.google.com), 401, 403 -> not public;
+                404 -> no such spreadsheet;  400 -> no tab with that gid
+
+Retries: tenacity, ATTEMPTS attempts; the wait is Google's Retry-After when it sends one (up to
+MAX_RETRY_AFTER seconds, else we stop), otherwise 2, 4, 8, 16, 32 s (about one minute, the window
+Google's per-minute read quota refills in). Nothing else retries these calls: gspread's default
+HTTPClient does not (its BackOffHTTPClient would), requests' adapters are left at 0 retries. The
+token request is google-auth's: it retries it itself (3 attempts), so it is not wrapped again.
+
+`CallCounter` counts the HTTP requests answered (redirect hops not counted), token included.
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
+from urllib.parse import urlparse
+
+import google.auth.exceptions
+import google.auth.transport.requests
+import gspread
+import requests
+from google.oauth2 import service_account
+from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from okrsync.errors import RetriableSourceError, SourceError
+
+logger = logging.getLogger(__name__)
+
+API_BASE = SPREADSHEETS_API_V4_BASE_URL            # https://sheets.googleapis.com/v4/spreadsheets
+EXPORT_BASE = "https://docs.google.com/spreadsheets/d"
+READONLY_SCOPES = ("https://www.googleapis.com/auth/spreadsheets.readonly",)
+METADATA_FIELDS = "properties.title,sheets.properties(sheetId,title,index,sheetType)"
+RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+ATTEMPTS = 6
+BACKOFF = wait_exponential(multiplier=2, max=32)   # 2, 4, 8, 16, 32 s
+MAX_RETRY_AFTER = 120.0
+TIMEOUT = (10.0, 60.0)                             # connect, read (seconds)
+MAX_REDIRECTS = 5
+USER_AGENT = "okr-sync (google_sheets source)"
+_MAX_MESSAGE = 200
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------------------- retries and counting
+
+
+def _sleep(seconds: float) -> None:
+    """The one place retries wait; tests replace it to record the waits without sleeping."""
+    time.sleep(seconds)
+
+
+class CallCounter:
+    """A requests response hook counting answered HTTP requests (redirect hops excluded)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        if not response.is_redirect:
+            self.count += 1
+        return response
+
+    def watch(self, session: requests.Session) -> requests.Session:
+        session.hooks["response"].append(self)
+        return session
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds asked for by a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _wait(state: RetryCallState) -> float:
+    error = state.outcome.exception() if state.outcome else None
+    asked = getattr(error, "retry_after", None)
+    return float(asked) if asked is not None else BACKOFF(state)
+
+
+def _asks_too_long(state: RetryCallState) -> bool:
+    error = state.outcome.exception() if state.outcome else None
+    asked = getattr(error, "retry_after", None)
+    return asked is not None and asked > MAX_RETRY_AFTER
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0
+    logger.info("Google Sheets: %s; retrying in %.0f s (attempt %d of %d)", error, wait, state.attempt_number + 1, ATTEMPTS)
+
+
+def with_retries(call: Callable[[], T]) -> T:
+    """Run `call`, retrying RetriableSourceError (bounded, honouring Retry-After); the last error says it gave up."""
+    retrying = Retrying(retry=retry_if_exception_type(RetriableSourceError),
+                        stop=stop_after_attempt(ATTEMPTS) | _asks_too_long,
+                        wait=_wait, sleep=lambda seconds: _sleep(seconds), before_sleep=_log_retry, reraise=True)
+    try:
+        return retrying(call)
+    except RetriableSourceError as error:
+        attempts = retrying.statistics.get("attempt_number", 1)
+        if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
+            gave_up = f"Google asked to wait {error.retry_after:.0f} s, longer than okr-sync waits: run again later"
+        else:
+            gave_up = f"gave up after {attempts} attempts: run again later"
+        raise RetriableSourceError(f"{error}; {gave_up}", error.retry_after) from None
+
+# ---------------------------------------------------------------------------- messages
+
+
+def one_line(text: Any) -> str:
+    """Text squeezed onto one line and cut to a readable length."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 1] + "…"
+
+
+def _google_error(response: requests.Response) -> tuple[str, str]:
+    """(status, message) of a Google API error body {"error": {"code", "message", "status"}}, or ("", "")."""
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        return "", ""
+    if not isinstance(error, dict):
+        return "", one_line(error)
+    return str(error.get("status") or ""), one_line(error.get("message") or "")
+
+
+def _transient(response: requests.Response, what: str) -> RetriableSourceError:
+    status, message = _google_error(response)
+    wait = retry_after_seconds(response.headers.get("Retry-After"))
+    if response.status_code == 429:
+        detail = f" ({message})" if message else ""
+        return RetriableSourceError(
+            f"{what}: Google's read quota is used up (HTTP 429{detail}); the Sheets API allows 60 reads per "
+            "minute per user: spread syncs apart or ask for more quota in the Google Cloud console", wait)
+    return RetriableSourceError(f"{what}: Google answered HTTP {response.status_code}"
+                                + (f" ({message})" if message else "") + ", a passing fault", wait)
+
+
+def _unreachable(exc: requests.RequestException, what: str) -> RetriableSourceError:
+    kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect"
+    return RetriableSourceError(f"{what}: {kind} ({type(exc).__name__})")
+
+# ---------------------------------------------------------------------------- Sheets API (service account)
+
+
+@dataclass(frozen=True)
+class Tab:
+    """One tab of a spreadsheet: its gid (sheetId), title and position."""
+
+    gid: int
+    title: str
+    index: int
+    grid: bool = True                  # False for a chart sheet, which holds no cells
+
+
+class SheetsApi:
+    """The Sheets API v4 for one spreadsheet, read as a service account with the read-only scope.
+
+    Built on gspread's HTTPClient (no retries of its own) over a google-auth AuthorizedSession.
+    """
+
+    def __init__(self, info: dict[str, Any], spreadsheet_id: str, *, api_base: str = API_BASE,
+                 counter: CallCounter | None = None, key_label: str = "the service account key"):
+        self.spreadsheet_id = spreadsheet_id
+        self.api_base = api_base.rstrip("/")
+        self.client_email = str(info.get("client_email") or "the service account")
+        self.counter = counter or CallCounter()
+        try:
+            self.credentials = service_account.Credentials.from_service_account_info(info, scopes=list(READONLY_SCOPES))
+        except (ValueError, KeyError, TypeError):
+            raise SourceError(f"{key_label} is not a usable service-account key (its private_key could not be read): "
+                              "download a new JSON key in the Google Cloud console (IAM & Admin > Service accounts > "
+                              "Keys > Add key)") from None
+        self._token_request = google.auth.transport.requests.Request(self.counter.watch(requests.Session()))
+        session = google.auth.transport.requests.AuthorizedSession(self.credentials, auth_request=self._token_request)
+        session.headers["User-Agent"] = USER_AGENT
+        self.http = gspread.Client(auth=self.credentials, session=self.counter.watch(session)).http_client
+        self.http.set_timeout(TIMEOUT)
+
+    def authorize(self) -> None:
+        """Get an access token now, so a refused key is reported as such (google-auth retries this call itself)."""
+        try:
+            self.credentials.refresh(self._token_request)
+        except google.auth.exceptions.RefreshError as exc:
+            code, description = _refresh_error(exc)
+            if getattr(exc, "retryable", False):
+                raise RetriableSourceError(f"Google's token endpoint failed ({code or 'server error'}) for "
+                                           f"{self.client_email}: run again later") from None
+            raise SourceError(f"Google refused the key of service account {self.client_email} ({code}"
+                              f"{': ' + description if description else ''}): the key may have been deleted or the "
+                              "account disabled; create a new JSON key in the Google Cloud console") from None
+        except google.auth.exceptions.TransportError as exc:
+            raise RetriableSourceError(f"could not reach Google's token endpoint ({type(exc.__cause__ or exc).__name__}): "
+                                       "check the network and run again") from None
+
+    def tabs(self) -> tuple[str, list[Tab]]:
+        """The spreadsheet's title and its tabs in order (one call: spreadsheets.get with a field mask)."""
+        body = self._get(f"{self.api_base}/{self.spreadsheet_id}", {"fields": METADATA_FIELDS}, "reading the tabs")
+        tabs = []
+        for sheet in body.get("sheets", []):
+            props = sheet.get("properties", {})
+            tabs.append(Tab(gid=int(props.get("sheetId", 0)), title=str(props.get("title", "")),
+                            index=int(props.get("index", len(tabs))), grid=props.get("sheetType", "GRID") == "GRID"))
+        return str(body.get("properties", {}).get("title", "")), sorted(tabs, key=lambda tab: tab.index)
+
+    def values(self, ranges: list[str]) -> list[dict[str, Any]]:
+        """The valueRanges of `ranges`, in the order asked (one call: values:batchGet, values as displayed)."""
+        params = {"ranges": ranges, "valueRenderOption": "FORMATTED_VALUE", "majorDimension": "ROWS"}
+        body = self._get(f"{self.api_base}/{self.spreadsheet_id}/values:batchGet", params, "reading the values")
+        found = body.get("valueRanges", [])
+        if len(found) != len(ranges):
+            raise SourceError(f"Google Sheets returned {len(found)} ranges for the {len(ranges)} asked")
+        return found
+
+    def _get(self, url: str, params: dict[str, Any], what: str) -> dict[str, Any]:
+        def attempt() -> dict[str, Any]:
+            try:
+                response = self.http.request("get", url, params=params)
+            except gspread.exceptions.APIError as exc:
+                raise self._failure(exc.response, what) from None
+            except requests.RequestException as exc:
+                raise _unreachable(exc, f"Google Sheets, {what}") from None
+            return response.json()
+        return with_retries(attempt)
+
+    def _failure(self, response: requests.Response, what: str) -> SourceError:
+        status = response.status_code
+        if status in RETRIABLE_STATUSES:
+            return _transient(response, f"Google Sheets, {what}")
+        kind, message = _google_error(response)
+        email = self.client_email
+        if status == 403 and ("SERVICE_DISABLED" in response.text or "has not been used" in message
+                              or "is disabled" in message):
+            link = re.search(r"https://console\.(?:developers|cloud)\.google\.com/\S+", message)
+            return SourceError(f"the Google Sheets API is not enabled in the Google Cloud project of {email}: "
+                               f"enable it{' at ' + link.group(0).rstrip('.') if link else ' (APIs & Services > Library)'}"
+                               ", wait a few minutes and run again")
+        if status == 403:
+            return SourceError(f"the spreadsheet is not shared with the service account {email}: open it in Google "
+                               f"Sheets, click Share and add {email} as a Viewer")
+        if status == 404:
+            return SourceError(f"spreadsheet {self.spreadsheet_id} not found: check `spreadsheet:` (copy the URL "
+                               "from the browser's address bar)")
+        if status == 401:
+            return SourceError(f"Google rejected the access token of {email} (HTTP 401): check that its key is still "
+                               "valid in the Google Cloud console")
+        if status == 400 and "not supported for this document" in message:
+            return SourceError("this file is an Excel workbook kept in Google Drive, which the Sheets API cannot read: "
+                               "open it and use File > Save as Google Sheets, then point `spreadsheet:` at the copy")
+        return SourceError(f"Google Sheets answered HTTP {status}{' ' + kind if kind else ''} while {what}"
+                           + (f": {message}" if message else ""))
+
+
+def _refresh_error(exc: google.auth.exceptions.RefreshError) -> tuple[str, str]:
+    """(error, error_description) of a refused token request, never anything else from it."""
+    data = exc.args[1] if len(exc.args) > 1 else None
+    if isinstance(data, dict):
+        return one_line(data.get("error", "refused")), one_line(data.get("error_description", ""))
+    return "refused", ""
+
+# ---------------------------------------------------------------------------- public CSV export
+
+
+class TabNotExported(SourceError):
+    """The export refused one tab (e.g. no tab with that gid); other tabs may still be read."""
+
+
+def public_session(counter: CallCounter) -> requests.Session:
+    """A plain session (no credentials) for the public CSV export."""
+    session = requests.Session()
+    session.max_redirects = MAX_REDIRECTS
+    session.headers["User-Agent"] = USER_AGENT
+    return counter.watch(session)
+
+
+def export_csv(session: requests.Session, spreadsheet_id: str, gid: int | None, *,
+               export_base: str = EXPORT_BASE) -> str:
+    """The CSV text of one tab (the first tab if gid is None) of a sheet shared as "anyone with the link"."""
+    url = f"{export_base.rstrip('/')}/{spreadsheet_id}/export"
+    params = {"format": "csv"} if gid is None else {"format": "csv", "gid": str(gid)}
+    tab = "the first tab" if gid is None else f"tab gid={gid}"
+
+    def attempt() -> requests.Response:
+        try:
+            response = session.get(url, params=params, timeout=TIMEOUT)
+        except requests.TooManyRedirects:
+            raise SourceError(f"exporting {tab} as CSV: Google redirected too many times") from None
+        except requests.RequestException as exc:
+            raise _unreachable(exc, f"exporting {tab} as CSV") from None
+        if response.status_code in RETRIABLE_STATUSES:
+            raise _transient(response, f"exporting {tab} as CSV")
+        return response
+
+    response = with_retries(attempt)
+    if response.status_code == 404:
+        raise SourceError(f"spreadsheet {spreadsheet_id} not found: check `spreadsheet:` (copy the URL from the "
+                          "browser's address bar)")
+    if response.status_code == 400:
+        raise TabNotExported(f"Google could not export {tab} (HTTP 400): check the gid, the number after #gid= in "
+                             "the address bar when that tab is open")
+    if response.status_code in (401, 403) or _sign_in_page(response):
+        raise SourceError("the spreadsheet is not public: Google answered with a sign-in page instead of CSV. "
+                          "Share it as \"Anyone with the link: Viewer\" (Share > General access), or give the source "
+                          "a `service_account:` and share the sheet with that account")
+    if not response.ok:
+        raise SourceError(f"exporting {tab} as CSV: Google answered HTTP {response.status_code}")
+    return response.content.decode("utf-8-sig", errors="replace")
+
+
+def _sign_in_page(response: requests.Response) -> bool:
+    """True when Google answered a web page (a sign-in page) rather than CSV."""
+    hops = [r.headers.get("Location", "") for r in response.history] + [response.url or ""]
+    if any(urlparse(hop).hostname == "accounts.google.com" for hop in hops):
+        return True
+    if "text/html" in response.headers.get("Content-Type", "").lower():
+        return True
+    head = response.content[:512].lstrip().lower()
+    return head.startswith(b"<!doctype html") or head.startswith(b"<html")

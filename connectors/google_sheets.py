@@ -1,0 +1,382 @@
+"""Source connector for Google Sheets: key results from a cell or a column of a Google spreadsheet.
+
+A source names the spreadsheet by its URL or id and connects one of two ways:
+
+- `service_account:` a JSON key (a file, `${ENV}` or `{secret: NAME}`); the sheet is shared with
+  the account's email. Per spreadsheet and run: one token request, one metadata call (tab titles
+  and gids) and one `values:batchGet` holding a range per tab used (the whole tab when a column is
+  aggregated, else the box around the cells asked).
+- no credentials: the sheet is shared as "anyone with the link" and each tab used is read once
+  through its CSV export (`/export?format=csv&gid=...`). Tabs are chosen by gid: the one in the
+  pasted URL, or by title through the source's `tabs: {Title: gid}`.
+
+Metrics are those of local spreadsheets (connectors/_tabular.py): `cell`, or `column` /
+`column_letter` with `aggregate` and `where`, on the tab named by `sheet`. Cells are read as the
+sheet displays them (45% counts as 45), with the same number parsing (okrsync/numbers.py).
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import json
+import logging
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from connectors._gsheets_client import (API_BASE, EXPORT_BASE, CallCounter, SheetsApi, Tab, TabNotExported,
+                                        export_csv, one_line, public_session)
+from connectors._tabular import (Answer, SheetLabel, SheetPass, TabularMetric, column_index, column_letter,
+                                 match_sheet, quote_sheet)
+from okrsync.errors import SourceError
+from okrsync.measure import Measurement, MetricRequest
+from okrsync.refs import ConfigPath, SecretRef
+
+logger = logging.getLogger(__name__)
+
+TYPE = "google_sheets"
+LINK_BASE = "https://docs.google.com/spreadsheets/d"
+KEY_FIELDS = ("client_email", "private_key", "token_uri")
+
+_SHEET_URL = re.compile(r"/spreadsheets/(?:u/\d+/)?d/(?P<id>[A-Za-z0-9_-]{10,})")
+_BARE_ID = re.compile(r"[A-Za-z0-9_-]{20,}")
+_GID = re.compile(r"[#?&]gid=(\d+)")
+_ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+_RANGE_START = re.compile(r"\$?([A-Za-z]{1,3})\$?(\d+)")
+_MAX_LISTED = 15
+
+# ---------------------------------------------------------------------------- config
+
+
+def parse_spreadsheet(text: str) -> tuple[str, int | None]:
+    """(spreadsheet id, gid or None) from a pasted URL or a bare id; ValueError says what to paste instead."""
+    text = text.strip()
+    if _BARE_ID.fullmatch(text):
+        return text, None
+    if "/spreadsheets/d/e/" in text:
+        raise ValueError("this is a \"Publish to the web\" link, which the API cannot read: paste the URL from the "
+                         "address bar while the sheet is open (https://docs.google.com/spreadsheets/d/<id>/edit)")
+    match = _SHEET_URL.search(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a Google Sheets URL or id: paste the URL from the address bar while the "
+                         "sheet is open, like https://docs.google.com/spreadsheets/d/<id>/edit#gid=0")
+    gid = _GID.search(text)
+    return match["id"], int(gid[1]) if gid else None
+
+
+def _http_base(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+class SourceConfig(BaseModel):
+    """A Google spreadsheet, read with a service account or, without one, through its public CSV export."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["google_sheets"]
+    spreadsheet: str = Field(description="The spreadsheet's URL (from the address bar) or its id; a #gid= in the "
+                                         "URL picks the tab used when a key result names no `sheet:`")
+    service_account: ConfigPath | SecretRef | None = Field(
+        None, description="A service-account JSON key: a file (relative to the config file), \"${ENV}\" or "
+                          "{secret: NAME} holding the JSON. Share the sheet with the account's email. Without it, "
+                          "the sheet must be shared as \"anyone with the link\"")
+    tabs: dict[str, int] | None = Field(
+        None, description="Public sheets only: tab title -> gid (the number after #gid= when the tab is open), "
+                          "so key results can name `sheet:`")
+    header_row: int = Field(1, ge=1, description="The row holding the column names (1 = first row)")
+    api_base: SkipJsonSchema[str] = Field(API_BASE, description="Sheets API endpoint (tests only)")
+    export_base: SkipJsonSchema[str] = Field(EXPORT_BASE, description="CSV export endpoint (tests only)")
+
+    @field_validator("spreadsheet")
+    @classmethod
+    def _parsable(cls, value: str) -> str:
+        parse_spreadsheet(value)
+        return value.strip()
+
+    @field_validator("service_account", mode="before")
+    @classmethod
+    def _key_reference(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "private_key" in value or isinstance(value, str) and "PRIVATE KEY" in value:
+            raise ValueError("do not paste the key into the config: save the JSON key as a file and give its path, "
+                             "or put it in an environment variable and write \"${VARIABLE}\", or {secret: NAME}")
+        if isinstance(value, str) and _ENV_REF.match(value.strip()) or isinstance(value, dict):
+            return SecretRef.model_validate(value)
+        return value
+
+    @field_validator("api_base", "export_base")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return _http_base(value)
+
+    @model_validator(mode="after")
+    def _tabs_only_public(self) -> SourceConfig:
+        if self.tabs is not None and self.service_account is not None:
+            raise ValueError("`tabs:` is for public sheets only: with a service account, key results name tabs by "
+                             "`sheet:` and their gids are looked up; remove `tabs:`")
+        return self
+
+    @property
+    def spreadsheet_id(self) -> str:
+        return parse_spreadsheet(self.spreadsheet)[0]
+
+    @property
+    def url_gid(self) -> int | None:
+        """The tab the pasted URL points at, if it names one."""
+        return parse_spreadsheet(self.spreadsheet)[1]
+
+
+class Metric(TabularMetric):
+    """One cell (`cell: B7`), or a column (`column:`/`column_letter:`) reduced by `aggregate:`, on tab `sheet:`."""
+
+# ---------------------------------------------------------------------------- service-account key
+
+
+def _parse_key(text: str, label: str) -> dict[str, Any]:
+    """The key's JSON as a dict; SourceError (naming `label`, never the content) if it is not a service-account key."""
+    try:
+        info = json.loads(text)
+    except ValueError:
+        try:          # a Prefect Secret block holding JSON reaches us as the Python repr of a dict
+            info = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise SourceError(f"{label} is not valid JSON: download the service account's JSON key again") from None
+    if not isinstance(info, dict):
+        raise SourceError(f"{label} is not a JSON object: download the service account's JSON key again")
+    missing = [name for name in KEY_FIELDS if not info.get(name)]
+    if info.get("type") != "service_account" or missing:
+        what = f"it has no {', '.join(missing)}" if missing else f"its type is {str(info.get('type'))[:40]!r}"
+        raise SourceError(f"{label} is not a service-account key ({what}): create one in the Google Cloud console "
+                          "(IAM & Admin > Service accounts > Keys > Add key > JSON)")
+    return info
+
+
+def _read_key_file(path: Path, label: str) -> dict[str, Any]:
+    if not path.exists():
+        raise SourceError(f"{label} not found: check `service_account:` (relative paths are relative to the config file)")
+    if not path.is_file():
+        raise SourceError(f"{label} is a folder, not a file: check `service_account:`")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"cannot read {label}: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+    return _parse_key(text, label)
+
+
+def _key_info(key: Path | SecretRef) -> tuple[dict[str, Any], str]:
+    """The service-account key's JSON and a label for messages (where it came from, never its content)."""
+    if isinstance(key, Path):
+        label = f"service account key file {key}"
+        return _read_key_file(key, label), label
+    text = key.reveal().get_secret_value().strip()
+    if text.startswith("{"):
+        label = f"the service account key in {key.describe()}"
+        return _parse_key(text, label), label
+    path = Path(os.path.expanduser(text))          # the variable holds a key file's path
+    label = f"service account key file {path} (from {key.describe()})"
+    return _read_key_file(path, label), label
+
+
+def check_source(source: SourceConfig) -> list[str]:
+    """Problems found without the network: a key file that is missing or is not a service-account key."""
+    if not isinstance(source.service_account, Path):
+        return []
+    try:
+        _key_info(source.service_account)
+    except SourceError as error:
+        return [str(error)]
+    return []
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _short_name(spreadsheet_id: str) -> str:
+    return f"Google Sheet {spreadsheet_id[:10]}…" if len(spreadsheet_id) > 12 else f"Google Sheet {spreadsheet_id}"
+
+
+def _listing(titles: list[str]) -> str:
+    shown = ", ".join(quote_sheet(t) for t in titles[:_MAX_LISTED])
+    return shown + (f" and {len(titles) - _MAX_LISTED} more" if len(titles) > _MAX_LISTED else "")
+
+
+def _link(spreadsheet_id: str, gid: int | None, cell: str | None) -> str:
+    """Opens the sheet at the tab, and the cell when there is one."""
+    base = f"{LINK_BASE}/{spreadsheet_id}/edit"
+    if gid is None:
+        return base
+    return f"{base}#gid={gid}" + (f"&range={cell}" if cell else "")
+
+
+def _as_metric(metric: Any) -> Metric:
+    return metric if isinstance(metric, TabularMetric) else Metric.model_validate(metric)
+
+
+def _feed_rows(scan: SheetPass, rows: Any, first_row: int = 1, first_col: int = 1) -> None:
+    """Feed rows that start at (first_row, first_col) of the tab."""
+    pad = [None] * (first_col - 1)
+    for offset, cells in enumerate(rows):
+        scan.feed(first_row + offset, pad + list(cells) if pad else cells)
+        if scan.satisfied:
+            break
+
+# ---------------------------------------------------------------------------- service account
+
+
+def _pick_tab(sheet: str | None, tabs: list[Tab], url_gid: int | None, name: str) -> Tab | SourceError:
+    titles = [tab.title for tab in tabs]
+    if not tabs:
+        return SourceError(f"{name} has no tabs")
+    if sheet is None:
+        if url_gid is None:
+            tab = tabs[0]
+        else:
+            tab = next((t for t in tabs if t.gid == url_gid), None)
+            if tab is None:
+                return SourceError(f"{name}: the URL in `spreadsheet:` points at tab gid={url_gid}, which the "
+                                   f"spreadsheet does not have: set `sheet:`; the tabs are {_listing(titles)}")
+    else:
+        title = match_sheet(sheet, titles)
+        if title is None:
+            return SourceError(f"{name}: no tab {quote_sheet(sheet)}: check `sheet:`; the tabs are {_listing(titles)}")
+        tab = tabs[titles.index(title)]
+    if not tab.grid:
+        return SourceError(f"{name}: tab {quote_sheet(tab.title)} is a chart, not cells: check `sheet:`")
+    return tab
+
+
+def _range_for(tab: Tab, metrics: list[Metric]) -> str:
+    """The whole tab when a column is aggregated; else the smallest box holding every cell asked."""
+    if any(metric.cell is None for metric in metrics):
+        return quote_sheet(tab.title)
+    spots = [_RANGE_START.fullmatch(metric.cell or "") for metric in metrics]
+    rows = [int(spot[2]) for spot in spots if spot]
+    cols = [column_index(spot[1]) for spot in spots if spot]
+    first, last = f"{column_letter(min(cols))}{min(rows)}", f"{column_letter(max(cols))}{max(rows)}"
+    return f"{quote_sheet(tab.title)}!{first}" + (f":{last}" if last != first else "")
+
+
+def _range_start(a1_range: str) -> tuple[int, int]:
+    """(row, column) of the top-left cell of a range like 'Bugs'!B7:C9; (1, 1) for a whole tab."""
+    cells = a1_range.rsplit("!", 1)[1] if "!" in a1_range else ""
+    match = _RANGE_START.match(cells)
+    return (int(match[2]), column_index(match[1])) if match else (1, 1)
+
+
+def _with_service_account(source: SourceConfig, metrics: dict[str, Metric], counter: CallCounter
+                          ) -> tuple[dict[str, Answer | SourceError], dict[str, int | None]]:
+    """Answer every metric with one metadata call and one values:batchGet (after the token request)."""
+    assert source.service_account is not None
+    info, key_label = _key_info(source.service_account)
+    api = SheetsApi(info, source.spreadsheet_id, api_base=source.api_base, counter=counter, key_label=key_label)
+    api.authorize()
+    title, tabs = api.tabs()
+    name = f'Google Sheet "{title}"' if title else _short_name(source.spreadsheet_id)
+    answers: dict[str, Answer | SourceError] = {}
+    groups: dict[int, list[str]] = {}
+    by_gid = {tab.gid: tab for tab in tabs}
+    for kr_id, metric in metrics.items():
+        tab = _pick_tab(metric.sheet, tabs, source.url_gid, name)
+        if isinstance(tab, SourceError):
+            answers[kr_id] = tab
+        else:
+            groups.setdefault(tab.gid, []).append(kr_id)
+    gids: dict[str, int | None] = {kr_id: gid for gid, kr_ids in groups.items() for kr_id in kr_ids}
+    if not groups:
+        return answers, gids
+    ranges = [_range_for(by_gid[gid], [metrics[k] for k in kr_ids]) for gid, kr_ids in groups.items()]
+    found = api.values(ranges)
+    for (gid, kr_ids), asked, value_range in zip(groups.items(), ranges, found):
+        scan = SheetPass(SheetLabel(name, by_gid[gid].title), header_row=source.header_row)
+        for kr_id in kr_ids:
+            scan.add(kr_id, metrics[kr_id])
+        first_row, first_col = _range_start(str(value_range.get("range") or asked))
+        _feed_rows(scan, value_range.get("values", []), first_row, first_col)
+        answers.update(scan.finish())
+    return answers, gids
+
+# ---------------------------------------------------------------------------- public CSV export
+
+
+def _public(source: SourceConfig, metrics: dict[str, Metric], counter: CallCounter
+            ) -> tuple[dict[str, Answer | SourceError], dict[str, int | None]]:
+    """Answer every metric with one CSV export per tab used."""
+    name = _short_name(source.spreadsheet_id)
+    tabs = source.tabs or {}
+    title_of = {gid: title for title, gid in reversed(list(tabs.items()))}
+    answers: dict[str, Answer | SourceError] = {}
+    groups: dict[int | None, list[str]] = {}
+    for kr_id, metric in metrics.items():
+        if metric.sheet is None:
+            groups.setdefault(source.url_gid, []).append(kr_id)
+            continue
+        title = match_sheet(metric.sheet, list(tabs))
+        if title is None:
+            known = f"; the tabs listed are {_listing(list(tabs))}" if tabs else ""
+            answers[kr_id] = SourceError(
+                f"{name}: no tab {quote_sheet(metric.sheet)} in the source's `tabs:`{known}. A public sheet is read "
+                "tab by tab through its CSV export, which needs the tab's gid: open the tab, copy the number after "
+                f"#gid= in the address bar and add `tabs: {{{metric.sheet}: <gid>}}` to the source (or use a "
+                "`service_account:`, which finds tabs by name)")
+            continue
+        groups.setdefault(tabs[title], []).append(kr_id)
+    gids: dict[str, int | None] = {kr_id: gid for gid, kr_ids in groups.items() for kr_id in kr_ids}
+    session = public_session(counter)
+    failed: SourceError | None = None
+    for gid, kr_ids in groups.items():
+        if failed is None:
+            try:
+                text = export_csv(session, source.spreadsheet_id, gid, export_base=source.export_base)
+            except TabNotExported as error:
+                answers.update({kr_id: error for kr_id in kr_ids})
+                continue
+            except SourceError as error:          # the whole spreadsheet is out of reach: ask no more
+                failed = error
+        if failed is not None:
+            answers.update({kr_id: failed for kr_id in kr_ids})
+            continue
+        scan = SheetPass(SheetLabel(name, title_of.get(gid) if gid is not None else None), header_row=source.header_row)
+        for kr_id in kr_ids:
+            scan.add(kr_id, metrics[kr_id])
+        _feed_rows(scan, csv.reader(io.StringIO(text, newline="")))
+        answers.update(scan.finish())
+    return answers, gids
+
+# ---------------------------------------------------------------------------- public
+
+
+def measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Measurement | SourceError]:
+    """Measure every request: one read per spreadsheet (service account) or per tab (public), errors per key result."""
+    results: dict[str, Measurement | SourceError] = {}
+    metrics: dict[str, Metric] = {}
+    for request in requests:
+        try:
+            metrics[request.kr_id] = _as_metric(request.metric)
+        except ValidationError as exc:
+            results[request.kr_id] = SourceError(f"invalid metric: {one_line(exc.errors()[0]['msg'])}")
+    counter = CallCounter()
+    reader = _public if source.service_account is None else _with_service_account
+    try:
+        answers, gids = reader(source, metrics, counter) if metrics else ({}, {})
+    except SourceError as error:                  # the spreadsheet could not be read at all
+        answers, gids = {kr_id: error for kr_id in metrics}, {}
+    order = [request.kr_id for request in requests]
+    charged = next((k for k in order if isinstance(answers.get(k), Answer)), None)
+    logger.debug("google_sheets %s: %d key results, %d HTTP calls", _short_name(source.spreadsheet_id),
+                 len(requests), counter.count)
+    observed_at = datetime.now(timezone.utc)
+    for kr_id, answer in answers.items():
+        if isinstance(answer, Answer):
+            results[kr_id] = Measurement(value=answer.value, link=_link(source.spreadsheet_id, gids.get(kr_id),
+                                                                         metrics[kr_id].cell),
+                                         query=answer.query, observed_at=observed_at,
+                                         calls=counter.count if kr_id == charged else 0, note=answer.note)
+        else:
+            results[kr_id] = answer
+    return {kr_id: results[kr_id] for kr_id in order}

@@ -1,0 +1,297 @@
+"""A stand-in for Google: service-account keys, the token endpoint, the Sheets API v4 and the CSV export.
+
+Payload shapes follow Google's documentation:
+- token: POST form {grant_type: urn:ietf:params:oauth:grant-type:jwt-bearer, assertion: <JWT signed with
+  the key, aud = token_uri, scope = the scopes>} -> {"access_token", "expires_in", "token_type": "Bearer"};
+- spreadsheets.get (fields=properties.title,sheets.properties(...)) -> {"properties": {"title"},
+  "sheets": [{"properties": {"sheetId", "title", "index", "sheetType"}}]};
+- values:batchGet -> {"spreadsheetId", "valueRanges": [{"range", "majorDimension": "ROWS", "values"}]}, the
+  ranges in the order asked, each `range` the whole range asked, trailing empty rows/columns left out;
+- errors -> {"error": {"code", "message", "status"}}.
+
+`FakeSpreadsheet` answers those from rows of displayed values; `FakeGoogle.serve()` puts it all behind
+a real HTTP server on 127.0.0.1 for end-to-end tests; the `responses_*` helpers stub the same answers
+for unit tests.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+from urllib.parse import parse_qs, urlparse
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from google.auth import jwt
+
+READONLY = "https://www.googleapis.com/auth/spreadsheets.readonly"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+CLIENT_EMAIL = "okr-sync@acme-okrs.iam.gserviceaccount.com"
+CANARY_TOKEN = "ya29.CANARY-access-token-must-never-leak"
+SIGN_IN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in - Google Accounts</title></head><body>Sign in</body></html>"
+
+_KEY: dict[str, str] = {}
+
+
+def signing_key() -> tuple[str, str]:
+    """(private PEM, public PEM) of an RSA key made once per test session."""
+    if not _KEY:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        _KEY["private"] = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption()).decode()
+        _KEY["public"] = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return _KEY["private"], _KEY["public"]
+
+
+def service_account_info(token_uri: str = GOOGLE_TOKEN_URI) -> dict[str, str]:
+    """A service-account JSON key as Google's console downloads it, with the test key."""
+    private_pem, _ = signing_key()
+    return {
+        "type": "service_account", "project_id": "acme-okrs", "private_key_id": "0123456789abcdef",
+        "private_key": private_pem, "client_email": CLIENT_EMAIL, "client_id": "104000000000000000001",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": token_uri,
+        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+        "client_x509_cert_url": "https://www.googleapis.com/robot/v1/metadata/x509/okr-sync%40acme-okrs.iam.gserviceaccount.com",
+        "universe_domain": "googleapis.com",
+    }
+
+
+def check_assertion(form: dict[str, str]) -> dict[str, Any]:
+    """Verify a token request as Google would: a JWT signed by the key, for Google's token endpoint; its claims.
+
+    (google-auth always addresses the assertion to GOOGLE_TOKEN_URI, whatever the key's token_uri.)
+    """
+    assert form.get("grant_type") == JWT_BEARER, form.get("grant_type")
+    _, public_pem = signing_key()
+    return jwt.decode(form["assertion"], certs=public_pem, audience=GOOGLE_TOKEN_URI)
+
+
+def token_answer() -> dict[str, Any]:
+    return {"access_token": CANARY_TOKEN, "expires_in": 3599, "token_type": "Bearer"}
+
+
+def api_error(code: int, message: str, status: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "status": status}}
+
+# ---------------------------------------------------------------------------- the spreadsheet
+
+
+def _col_index(letters: str) -> int:
+    index = 0
+    for char in letters.upper():
+        index = index * 26 + ord(char) - 64
+    return index
+
+
+def _col_letter(index: int) -> str:
+    letters = ""
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def _quote(title: str) -> str:
+    return title if re.fullmatch(r"[A-Za-z0-9_]+", title) else "'" + title.replace("'", "''") + "'"
+
+
+@dataclass
+class FakeTab:
+    gid: int
+    title: str
+    rows: list[list[str]]
+    sheet_type: str = "GRID"
+
+
+@dataclass
+class FakeSpreadsheet:
+    """A spreadsheet of displayed values (strings, as FORMATTED_VALUE and the CSV export give them)."""
+
+    id: str
+    title: str
+    tabs: list[FakeTab] = field(default_factory=list)
+
+    def tab(self, title: str) -> FakeTab | None:
+        return next((t for t in self.tabs if t.title.casefold() == title.casefold()), None)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"properties": {"title": self.title},
+                "sheets": [{"properties": {"sheetId": t.gid, "title": t.title, "index": i, "sheetType": t.sheet_type}}
+                           for i, t in enumerate(self.tabs)]}
+
+    def value_range(self, a1: str) -> dict[str, Any] | None:
+        """The ValueRange of one A1 range ('Tab', 'Tab'!B7 or 'Tab'!B7:C9); None if the tab is unknown."""
+        title_part, _, cells = a1.rpartition("!") if "!" in a1 else (a1, "", "")
+        title = title_part[1:-1].replace("''", "'") if title_part.startswith("'") else title_part
+        tab = self.tab(title)
+        if tab is None:
+            return None
+        rows, cols = max(len(tab.rows), 1000), max(26, max((len(r) for r in tab.rows), default=0))
+        if cells:
+            m = re.fullmatch(r"([A-Z]+)(\d+)(?::([A-Z]+)(\d+))?", cells)
+            assert m, cells
+            c1, r1 = _col_index(m[1]), int(m[2])
+            c2, r2 = (_col_index(m[3]), int(m[4])) if m[3] else (c1, r1)
+        else:
+            c1, r1, c2, r2 = 1, 1, cols, rows
+        values = [[(row[c - 1] if c <= len(row) else "") for c in range(c1, c2 + 1)]
+                  for row in (tab.rows[r - 1] if r <= len(tab.rows) else [] for r in range(r1, r2 + 1))]
+        values = [_trim(v) for v in values]
+        while values and not values[-1]:
+            values.pop()
+        answer = {"range": f"{_quote(tab.title)}!{_col_letter(c1)}{r1}:{_col_letter(c2)}{r2}", "majorDimension": "ROWS"}
+        if values:
+            answer["values"] = values
+        return answer
+
+    def batch_get(self, ranges: list[str]) -> tuple[int, dict[str, Any]]:
+        found = []
+        for a1 in ranges:
+            value_range = self.value_range(a1)
+            if value_range is None:
+                return 400, api_error(400, f"Unable to parse range: {a1}", "INVALID_ARGUMENT")
+            found.append(value_range)
+        return 200, {"spreadsheetId": self.id, "valueRanges": found}
+
+    def csv(self, gid: int | None) -> str | None:
+        tab = self.tabs[0] if gid is None else next((t for t in self.tabs if t.gid == gid), None)
+        if tab is None:
+            return None
+        out = io.StringIO()
+        width = max((len(r) for r in tab.rows), default=0)
+        csv.writer(out, lineterminator="\r\n").writerows(r + [""] * (width - len(r)) for r in tab.rows)
+        return out.getvalue()
+
+
+def _trim(row: list[str]) -> list[str]:
+    while row and row[-1] == "":
+        row = row[:-1]
+    return row
+
+# ---------------------------------------------------------------------------- a real HTTP server
+
+
+@dataclass
+class FakeGoogle:
+    """Token endpoint, Sheets API and CSV export on 127.0.0.1, for the end-to-end tests.
+
+    `shared`: ids readable by the service account; `public`: ids exported without credentials.
+    `handle` also serves as a `responses` callback (see `respond`), with Google's own addresses.
+    """
+
+    spreadsheets: dict[str, FakeSpreadsheet]
+    shared: set[str] = field(default_factory=set)
+    public: set[str] = field(default_factory=set)
+    requests: list[tuple[str, str]] = field(default_factory=list)     # (method, url)
+    scopes: list[str] = field(default_factory=list)
+    base: str = ""
+    token_uri: str = GOOGLE_TOKEN_URI
+    sign_in_url: str = "https://accounts.google.com/ServiceLogin?continue=https://docs.google.com/"
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.base}/v4/spreadsheets"
+
+    @property
+    def export_base(self) -> str:
+        return f"{self.base}/spreadsheets/d"
+
+    def handle(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        self.requests.append((method, url))
+        parsed = urlparse(url)
+        query = parse_qs(parsed.query)
+        path = parsed.path
+        if method == "POST" and path == "/token":
+            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            try:
+                claims = check_assertion(form)
+            except Exception:  # noqa: BLE001 - any bad assertion is refused like Google does
+                return _json(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+            self.scopes.append(claims.get("scope", ""))
+            return _json(200, token_answer())
+        if path.startswith("/v4/spreadsheets/"):
+            if headers.get("authorization") != f"Bearer {CANARY_TOKEN}":
+                return _json(401, api_error(401, "Request had invalid authentication credentials.", "UNAUTHENTICATED"))
+            rest = path.removeprefix("/v4/spreadsheets/")
+            sheet_id, _, action = rest.partition("/")
+            sheet = self.spreadsheets.get(sheet_id)
+            if sheet is None:
+                return _json(404, api_error(404, "Requested entity was not found.", "NOT_FOUND"))
+            if sheet_id not in self.shared:
+                return _json(403, api_error(403, "The caller does not have permission", "PERMISSION_DENIED"))
+            if action == "values:batchGet":
+                return _json(*sheet.batch_get(query.get("ranges", [])))
+            return _json(200, sheet.metadata())
+        if path == "/ServiceLogin" or urlparse(url).hostname == "accounts.google.com":
+            return 200, {"Content-Type": "text/html; charset=utf-8"}, SIGN_IN_PAGE
+        match = re.fullmatch(r"/spreadsheets/d/([^/]+)/export", path)
+        if method == "GET" and match:
+            sheet = self.spreadsheets.get(match[1])
+            if sheet is None:
+                return 404, {"Content-Type": "text/html"}, b"<html><body>Sorry, unable to open the file.</body></html>"
+            if match[1] not in self.public:
+                return 302, {"Location": self.sign_in_url}, b""
+            text = sheet.csv(int(query["gid"][0]) if "gid" in query else None)
+            if text is None:
+                return 400, {"Content-Type": "text/html"}, b"<html><body>Bad Request</body></html>"
+            return 200, {"Content-Type": "text/csv; charset=utf-8"}, text.encode()
+        return 404, {"Content-Type": "text/plain"}, b"no such route"
+
+    @contextmanager
+    def serve(self) -> Iterator[FakeGoogle]:
+        """Run on 127.0.0.1:<free port> until the block ends (daemon threads, sockets time out after 10 s)."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 10
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, out_headers, out = fake.handle(self.command, self.path, headers, body)
+                self.send_response(status)
+                for key, value in out_headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{server.server_address[1]}"
+        self.token_uri, self.sign_in_url = f"{self.base}/token", f"{self.base}/ServiceLogin?continue=x"
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+
+def respond(fake: FakeGoogle):
+    """A `responses` callback answering as `fake` does."""
+    def callback(request: Any) -> tuple[int, dict[str, str], bytes]:
+        body = request.body or b""
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return fake.handle(request.method, request.url, headers, body.encode() if isinstance(body, str) else body)
+    return callback
+
+
+def _json(status: int, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json; charset=UTF-8"}, json.dumps(body).encode()
