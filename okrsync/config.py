@@ -13,18 +13,20 @@ import calendar
 import difflib
 import os
 import re
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from connectors import connector_for, source_types
+from okrsync.alerts import NotifyConfig, parse_duration
 from okrsync.errors import ConfigError, ConfigIssue
 from okrsync.measure import Period
 from okrsync.progress import Thresholds
 from okrsync.records import KeyResultRecord, ObjectiveRecord
+from okrsync.schedule import ScheduleConfig
 from okrsync.yamlsource import YamlSyntaxError, line_of, load_with_lines
 
 DEFAULT_STORE = "sqlite:///okr-sync.db"
@@ -114,6 +116,15 @@ def _strings(value: Any):
 # ---------------------------------------------------------------------------- models
 
 
+def _duration_text(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+StaleAfter = Annotated[str, AfterValidator(_duration_text), Field(
+    description="alert when not measured successfully for longer than this: 90m, 36h, 2d, 1w")]
+
+
 class ThresholdsConfig(BaseModel):
     """How far progress may trail expected progress before a key result is at risk / off track."""
 
@@ -141,6 +152,8 @@ class KeyResultConfig(BaseModel):
     thresholds: ThresholdsConfig | None = None
     on_manual: Literal["keep", "overwrite"] = Field(
         "keep", description="keep: a manual check-in newer than the last automatic one is not overwritten")
+    schedule: ScheduleConfig | None = Field(None, description="this key result's own cadence (default: the file's)")
+    stale_after: StaleAfter | None = None
 
 
 class ObjectiveConfig(BaseModel):
@@ -158,6 +171,9 @@ class FileConfig(BaseModel):
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     objectives: list[dict[str, Any]] = Field(min_length=1)
+    schedule: ScheduleConfig | None = Field(None, description="when `okr-sync serve` syncs this file")
+    notify: NotifyConfig | None = Field(None, description="post alerts to a Slack-compatible webhook")
+    stale_after: StaleAfter | None = None
 
     @field_validator("sources")
     @classmethod
@@ -195,6 +211,8 @@ class PlannedKeyResult:
     on_manual: str
     config_file: str
     line: int | None
+    schedule: ScheduleConfig | None = None   # the key result's own `schedule:` (None: the file's)
+    stale_after: timedelta | None = None     # its own, else its file's
 
     def record(self) -> KeyResultRecord:
         return KeyResultRecord(id=self.id, objective_id=self.objective_id, title=self.title,
@@ -210,6 +228,8 @@ class Plan:
     objectives: list[ObjectiveRecord]
     key_results: list[PlannedKeyResult]
     sources: dict[str, PlannedSource]
+    schedules: dict[str, ScheduleConfig | None] = field(default_factory=dict)   # by config file
+    notify: dict[str, NotifyConfig] = field(default_factory=dict)               # by config file
 
     def source_of(self, kr: PlannedKeyResult) -> PlannedSource:
         return self.sources[kr.source_key]
@@ -329,7 +349,7 @@ def _check_source_and_metric(check: _FileChecker, top: FileConfig, out: dict[str
 def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict[str, Any]]:
     check = _FileChecker(path)
     out: dict[str, Any] = {"period": None, "store": None, "thresholds": Thresholds(), "sources": {},
-                           "objectives": [], "krs": []}
+                           "objectives": [], "krs": [], "schedule": None, "notify": None}
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -360,6 +380,9 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict
             check.add(("period",), None, str(exc))
     out["store"] = top.store
     out["thresholds"] = Thresholds(top.thresholds.at_risk, top.thresholds.off_track)
+    out["schedule"] = getattr(top, "schedule", None)
+    out["notify"] = getattr(top, "notify", None)
+    file_stale = getattr(top, "stale_after", None)
 
     base_dir = path.parent
     for name, raw in top.sources.items():
@@ -423,8 +446,13 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict
                 out["krs"].append(dict(
                     id=kr.id, title=kr.title, objective_id=obj.id, source_name=kr.source, metric=kr.metric,
                     baseline=kr.baseline, target=kr.target, unit=kr.unit, period=period, thresholds=th,
-                    on_manual=kr.on_manual, config_file=str(path), line=line_of(check.lines, kwhere)))
+                    on_manual=kr.on_manual, config_file=str(path), line=line_of(check.lines, kwhere),
+                    schedule=kr.schedule, stale_after=_duration(kr.stale_after or file_stale)))
     return check, out
+
+
+def _duration(text: str | None) -> timedelta | None:
+    return parse_duration(text) if text else None
 
 
 def _expand_env(url: str) -> str:
@@ -460,7 +488,12 @@ def load_plan(paths: list[str | Path], store: str | None = None) -> Plan:
     key_results: list[PlannedKeyResult] = []
     objectives: list[ObjectiveRecord] = []
     store_urls: dict[str, str] = {}
+    schedules: dict[str, ScheduleConfig | None] = {}
+    notify: dict[str, NotifyConfig] = {}
     for path, check, out in loaded:
+        schedules[str(path)] = out["schedule"]
+        if out["notify"] is not None:
+            notify[str(path)] = out["notify"]
         for name, (stype, config) in out["sources"].items():
             key = name if names.count(name) == 1 else f"{path.name}:{name}"
             sources[f"{path}\0{name}"] = PlannedSource(key, name, stype, config, str(path))
@@ -486,7 +519,8 @@ def load_plan(paths: list[str | Path], store: str | None = None) -> Plan:
     if issues:
         raise ConfigError(issues)
     return Plan(files=[str(p) for p in paths], store_url=store_url, objectives=objectives,
-                key_results=key_results, sources={s.key: s for s in sources.values()})
+                key_results=key_results, sources={s.key: s for s in sources.values()},
+                schedules=schedules, notify=notify)
 
 # ---------------------------------------------------------------------------- JSON Schema
 
