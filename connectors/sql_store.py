@@ -12,6 +12,12 @@ Check-in policy of :meth:`SqlStore.write_sync` (one transaction per run, all or 
 - on_manual ``overwrite``: the automatic value is written whenever it differs from the
   latest check-in of any kind (``unchanged`` otherwise).
 
+Alerts (optional): a store used by a config with ``notify:`` also gets ``okr_watch`` (what each
+key result looked like at the last run: status, failure streak, last success, alerts sent) and
+``okr_alerts`` (every alert decided, and when it was delivered). These tables carry their own
+version (``watch_schema_version`` in okr_meta, steps in :data:`WATCH_MIGRATIONS`) and are created
+on first use, so a store that never alerts keeps exactly the core schema.
+
 Concurrent syncs: on PostgreSQL the key result rows of a run are locked (``FOR UPDATE``,
 ordered by id) before deciding, and a transaction PostgreSQL aborts as a deadlock victim is
 retried; on SQLite every write transaction starts with ``BEGIN IMMEDIATE`` and waits up to a
@@ -23,12 +29,13 @@ import difflib
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -53,6 +60,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, create_engine, make_url
 from sqlalchemy.engine.url import URL
 
+from okrsync.alerts import Alert, QueuedAlert, Watch
 from okrsync.errors import StoreError
 from okrsync.records import (
     CheckinRecord,
@@ -69,6 +77,10 @@ POSTGRES_CONNECT_TIMEOUT = 10   # seconds
 VALUE_TOLERANCE = 1e-9          # two values closer than this are "the same value"
 SCHEMA_LOCK_KEY = 0x6F6B7273796E63  # PostgreSQL advisory lock held while migrating ("okrsync")
 DEADLOCK_ATTEMPTS = 3           # tries of a write PostgreSQL aborted as a deadlock victim
+SCHEMA_KEY = "schema_version"
+WATCH_SCHEMA_KEY = "watch_schema_version"
+ALERT_DELIVERY_ATTEMPTS = 5     # runs that try to deliver one alert before it is left undelivered
+ALERT_CLAIM_TIMEOUT = timedelta(minutes=15)  # a run that claimed an alert and vanished releases it
 
 T = TypeVar("T")
 
@@ -178,6 +190,40 @@ runs_table = Table(
     Column("failed", Integer, nullable=False),
 )
 
+# Optional tables for alerts, versioned apart (WATCH_MIGRATIONS), created on first use.
+
+watch_table = Table(
+    "okr_watch",
+    metadata,
+    Column("kr_id", Text, ForeignKey("okr_key_results.id"), primary_key=True),
+    Column("status", Text),
+    Column("value", Float),
+    Column("last_success_at", UtcDateTime),
+    Column("failure_streak", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("failing_alerted", Boolean, nullable=False, server_default="0"),
+    Column("stale_alerted", Boolean, nullable=False, server_default="0"),
+    Column("first_seen_at", UtcDateTime),
+    Column("seen_at", UtcDateTime),
+)
+
+alerts_table = Table(
+    "okr_alerts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("kr_id", Text, ForeignKey("okr_key_results.id"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("status", Text),
+    Column("run_id", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("claimed_by", Text),
+    Column("claimed_at", UtcDateTime),
+    Column("sent_at", UtcDateTime),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Index("ix_okr_alerts_pending", "kr_id", "sent_at"),
+)
+
 
 # --- migrations -----------------------------------------------------------------------------
 # MIGRATIONS[i] upgrades a store from schema version i to i + 1, so schema_version() is the
@@ -193,6 +239,14 @@ def _create_v1(conn: Connection) -> None:
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+
+
+def _create_watch_v1(conn: Connection) -> None:
+    """Watch version 1: okr_watch and okr_alerts."""
+    metadata.create_all(conn, tables=[watch_table, alerts_table])
+
+
+WATCH_MIGRATIONS: list[Callable[[Connection], None]] = [_create_watch_v1]
 
 
 def schema_version() -> int:
@@ -255,45 +309,55 @@ class SqlStore:
         A store written by a newer okr-sync is refused. A store already at this version is
         only read, so a read-only store can still be opened for status and history.
         """
+        self._migrate(SCHEMA_KEY, MIGRATIONS)
+
+    def ensure_watch_schema(self) -> None:
+        """Create or upgrade the optional alert tables (okr_watch, okr_alerts)."""
+        self.ensure_schema()
+        self._migrate(WATCH_SCHEMA_KEY, WATCH_MIGRATIONS)
+
+    def _migrate(self, key: str, steps: list[Callable[[Connection], None]]) -> None:
+        """Run the steps a store lacks of one versioned part of the schema, in one transaction."""
         with self._errors("open"):
             with self._engine.connect() as conn, conn.begin():
-                current = self._read_version(conn)
-            self._check_not_newer(current)
-            if current == schema_version():
+                current = self._read_version(conn, key)
+            self._check_not_newer(current, len(steps))
+            if current == len(steps):
                 return
             with self._write() as conn:
                 if self.dialect == "postgresql":  # one migrator at a time
                     lock = text("SELECT pg_advisory_xact_lock(:key)")
                     conn.execute(lock, {"key": SCHEMA_LOCK_KEY})
-                current = self._read_version(conn)  # another process may have migrated meanwhile
-                self._check_not_newer(current)
+                current = self._read_version(conn, key)  # another process may have migrated meanwhile
+                self._check_not_newer(current, len(steps))
                 if current == 0:
                     metadata.create_all(conn, tables=[meta_table])
-                for step in MIGRATIONS[current:]:
+                for step in steps[current:]:
                     step(conn)
-                self._set_version(conn, schema_version())
+                self._set_version(conn, len(steps), key)
 
-    def _read_version(self, conn: Connection) -> int:
+    def _read_version(self, conn: Connection, key: str = SCHEMA_KEY) -> int:
         if not inspect(conn).has_table(meta_table.name):
             return 0
-        raw = conn.scalar(select(meta_table.c.value).where(meta_table.c.key == "schema_version"))
+        raw = conn.scalar(select(meta_table.c.value).where(meta_table.c.key == key))
         try:
             return int(raw) if raw is not None else 0
         except ValueError:
             raise StoreError(
-                f"OKR store {self.display_url}: okr_meta.schema_version is {raw!r}, not a number; "
+                f"OKR store {self.display_url}: okr_meta.{key} is {raw!r}, not a number; "
                 "the store is damaged or not an okr-sync store"
             ) from None
 
-    def _check_not_newer(self, version: int) -> None:
-        if version > schema_version():
+    def _check_not_newer(self, version: int, known: int | None = None) -> None:
+        known = schema_version() if known is None else known
+        if version > known:
             raise StoreError(
                 f"OKR store {self.display_url} has schema version {version}, but this okr-sync "
-                f"only knows versions up to {schema_version()}: upgrade okr-sync to use this store"
+                f"only knows versions up to {known}: upgrade okr-sync to use this store"
             )
 
-    def _set_version(self, conn: Connection, version: int) -> None:
-        self._upsert(conn, meta_table, [{"key": "schema_version", "value": str(version)}], "key")
+    def _set_version(self, conn: Connection, version: int, key: str = SCHEMA_KEY) -> None:
+        self._upsert(conn, meta_table, [{"key": key, "value": str(version)}], "key")
 
     # -- writes --
 
@@ -413,6 +477,97 @@ class SqlStore:
             .order_by(checkins_table.c.observed_at.desc(), checkins_table.c.id.desc())
             .limit(1)
         ).first()
+
+    # -- alerts --
+
+    def update_watch(
+        self,
+        *,
+        run_id: str,
+        kr_ids: Iterable[str],
+        decide: Callable[[dict[str, Watch | None]], tuple[list[Watch], list[Alert]]],
+    ) -> list[QueuedAlert]:
+        """Apply one run to the key results' watches and queue the alerts due, in one transaction.
+
+        The watch rows are locked (PostgreSQL ``FOR UPDATE``, in id order; SQLite ``BEGIN
+        IMMEDIATE``) while ``decide`` sees the previous watches (None: never seen) and returns
+        the new ones and the alerts due, so two concurrent runs never decide the same change
+        twice. Returns the alerts this run must deliver: its own, plus older undelivered ones of
+        these key results that no live run holds (claimed by ``run_id``; see finish_alerts).
+        """
+        ids = sorted(set(kr_ids))
+        if not ids:
+            return []
+        self.ensure_watch_schema()
+
+        def work(conn: Connection) -> list[QueuedAlert]:
+            now = _utcnow()
+            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            conn.execute(insert(watch_table).on_conflict_do_nothing(index_elements=[watch_table.c.kr_id]),
+                         [{"kr_id": k} for k in ids])
+            rows = conn.execute(
+                select(watch_table).where(watch_table.c.kr_id.in_(ids))
+                .order_by(watch_table.c.kr_id).with_for_update()
+            ).all()
+            previous = {r.kr_id: (_watch(r._mapping) if r.seen_at is not None else None) for r in rows}
+            watches, alerts = decide(previous)
+            for w in watches:
+                conn.execute(watch_table.update().where(watch_table.c.kr_id == w.kr_id).values(
+                    status=w.status, value=w.value, last_success_at=w.last_success_at,
+                    failure_streak=w.failure_streak, last_error=w.last_error,
+                    failing_alerted=w.failing_alerted, stale_alerted=w.stale_alerted,
+                    first_seen_at=w.first_seen_at, seen_at=w.seen_at))
+            if alerts:
+                conn.execute(alerts_table.insert(), [
+                    {"kr_id": a.kr_id, "kind": a.kind, "message": a.message, "status": a.status,
+                     "run_id": run_id, "created_at": now, "claimed_by": run_id, "claimed_at": now}
+                    for a in alerts])
+            conn.execute(
+                alerts_table.update()
+                .where(alerts_table.c.kr_id.in_(ids), alerts_table.c.sent_at.is_(None),
+                       alerts_table.c.attempts < ALERT_DELIVERY_ATTEMPTS,
+                       (alerts_table.c.claimed_by.is_(None)) | (alerts_table.c.claimed_at < now - ALERT_CLAIM_TIMEOUT))
+                .values(claimed_by=run_id, claimed_at=now))
+            claimed = conn.execute(
+                select(alerts_table).where(alerts_table.c.claimed_by == run_id, alerts_table.c.sent_at.is_(None))
+                .order_by(alerts_table.c.id)).all()
+            return [_queued(r._mapping) for r in claimed]
+
+        return self._transaction("write alert state to", work)
+
+    def finish_alerts(self, alert_ids: Iterable[int], *, run_id: str, delivered: bool) -> None:
+        """Mark claimed alerts delivered, or release them (one more failed attempt) for a later run."""
+        ids = sorted(set(alert_ids))
+        if not ids:
+            return
+
+        def work(conn: Connection) -> None:
+            mine = alerts_table.update().where(alerts_table.c.id.in_(ids), alerts_table.c.claimed_by == run_id,
+                                               alerts_table.c.sent_at.is_(None))
+            if delivered:
+                conn.execute(mine.values(sent_at=_utcnow()))
+            else:
+                conn.execute(mine.values(attempts=alerts_table.c.attempts + 1, claimed_by=None, claimed_at=None))
+
+        self._transaction("write alert state to", work)
+
+    def watches(self, kr_ids: Iterable[str] | None = None) -> dict[str, Watch]:
+        """The key results' watches (those seen by a run with alerts), by id."""
+        self.ensure_watch_schema()
+        query = select(watch_table).where(watch_table.c.seen_at.is_not(None))
+        if kr_ids is not None:
+            query = query.where(watch_table.c.kr_id.in_(sorted(set(kr_ids))))
+        with self._errors("read"), self._engine.connect() as conn:
+            return {r.kr_id: _watch(r._mapping) for r in conn.execute(query)}
+
+    def alerts(self, kr_id: str | None = None) -> list[QueuedAlert]:
+        """Every alert decided (oldest first), delivered or not; only ``kr_id``'s if given."""
+        self.ensure_watch_schema()
+        query = select(alerts_table).order_by(alerts_table.c.id)
+        if kr_id is not None:
+            query = query.where(alerts_table.c.kr_id == kr_id)
+        with self._errors("read"), self._engine.connect() as conn:
+            return [_queued(r._mapping) for r in conn.execute(query)]
 
     # -- reads --
 
@@ -605,6 +760,24 @@ def _stored(row: Any) -> StoredCheckin:
     )
 
 
+def _watch(row: Any) -> Watch:
+    return Watch(
+        kr_id=row["kr_id"], status=row["status"], value=row["value"],
+        last_success_at=row["last_success_at"], failure_streak=row["failure_streak"],
+        last_error=row["last_error"], failing_alerted=bool(row["failing_alerted"]),
+        stale_alerted=bool(row["stale_alerted"]), first_seen_at=row["first_seen_at"],
+        seen_at=row["seen_at"],
+    )
+
+
+def _queued(row: Any) -> QueuedAlert:
+    return QueuedAlert(
+        kr_id=row["kr_id"], kind=row["kind"], message=row["message"], status=row["status"],
+        id=row["id"], run_id=row["run_id"], created_at=row["created_at"], sent_at=row["sent_at"],
+        attempts=row["attempts"],
+    )
+
+
 def _one_line(exc: BaseException, password: str | None) -> str:
     """The first line of an error's message, without the driver's SQL dump or a password."""
     orig = getattr(exc, "orig", None) or exc
@@ -645,4 +818,4 @@ def _explain(exc: sa_exc.SQLAlchemyError, password: str | None) -> tuple[str, st
     return reason, None
 
 
-__all__ = ["MIGRATIONS", "SqlStore", "open_store", "schema_version"]
+__all__ = ["MIGRATIONS", "WATCH_MIGRATIONS", "SqlStore", "open_store", "schema_version"]

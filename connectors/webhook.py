@@ -1,0 +1,174 @@
+"""Post a message to a Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat, ...).
+
+One POST of a JSON body; a 2xx answer is success. Slack answers failures with a status and a
+short reason in the body: 400 invalid_payload, 403 action_prohibited, 404 channel_not_found
+or no_service, 410 channel_is_archived, 429 with Retry-After, 500 rollup_error.
+
+429, 5xx and failures to connect are retried by tenacity (bounded, honouring Retry-After);
+requests' own retries stay off. A read timeout is not retried: the message may have arrived,
+and a chat message posted twice is worse than an alert retried on the next run.
+
+The webhook URL is a secret (whoever holds it can post to the channel): it never appears in
+an error or a log line. Errors say where the URL came from instead, and urllib3's debug line
+with the request path is redacted.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from pydantic import SecretStr
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from okrsync.errors import OkrSyncError
+
+TIMEOUT = (5.0, 15.0)         # seconds to connect, to read the answer
+MAX_ATTEMPTS = 4              # one post and up to three retries
+BACKOFF = 2.0                 # seconds before the first retry without Retry-After, doubled each time
+MAX_WAIT = 60.0               # the longest Retry-After honoured
+_REASON = re.compile(r"[a-z_]{2,40}")
+
+logger = logging.getLogger(__name__)
+
+
+class WebhookError(OkrSyncError):
+    """The webhook did not take the message; the message names where its URL comes from.
+
+    `calls` is the number of HTTP calls made before giving up."""
+
+    def __init__(self, message: str, calls: int = 0):
+        super().__init__(message)
+        self.calls = calls
+
+
+class _Retriable(Exception):
+    def __init__(self, what: str, retry_after: float | None = None):
+        super().__init__(what)
+        self.what = what
+        self.retry_after = retry_after
+
+# ---------------------------------------------------------------------------- secrecy
+
+
+class _RedactSecrets(logging.Filter):
+    """Replace registered secret strings in urllib3's log lines (it logs the request path)."""
+
+    secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(s in message for s in self.secrets):
+            for s in self.secrets:
+                message = message.replace(s, "***")
+            record.msg, record.args = message, ()
+        return True
+
+
+_REDACT = _RedactSecrets()
+logging.getLogger("urllib3.connectionpool").addFilter(_REDACT)
+
+
+def _hide(url: str) -> None:
+    parts = urlsplit(url)
+    for secret in (url, parts.path + (f"?{parts.query}" if parts.query else ""), parts.path):
+        if len(secret) > 1:
+            _RedactSecrets.secrets.add(secret)
+
+# ---------------------------------------------------------------------------- posting
+
+
+def _sleep(seconds: float) -> None:
+    """Waits between attempts; tests patch this to record the waits instead of sleeping."""
+    time.sleep(seconds)
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, _Retriable) and exc.retry_after is not None:
+        return min(max(exc.retry_after, 0.0), MAX_WAIT)
+    return BACKOFF * 2 ** (state.attempt_number - 1)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        return float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+
+
+def _reason(response: requests.Response) -> str:
+    """Slack's short error string (e.g. channel_not_found), if the body is one."""
+    body = response.text.strip()[:41]
+    return f" {body}" if _REASON.fullmatch(body) else ""
+
+
+def post_json(url: SecretStr, payload: dict[str, Any], *, where: str) -> int:
+    """POST `payload` to the webhook; return the HTTP calls made. `where` names the URL's origin
+    for messages (e.g. "environment variable OKR_SYNC_WEBHOOK"). Raises WebhookError."""
+    target = url.get_secret_value()
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise WebhookError(f"the alert webhook in {where} is not an http(s) URL: put the webhook's full "
+                           "https://... address there")
+    _hide(target)
+    body = json.dumps(payload).encode("utf-8")
+    calls = 0
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=0))
+    session.mount("https://", HTTPAdapter(max_retries=0))
+
+    def attempt() -> None:
+        nonlocal calls
+        calls += 1
+        try:
+            response = session.post(target, data=body, timeout=TIMEOUT,
+                                    headers={"Content-Type": "application/json; charset=utf-8"})
+        except requests.exceptions.ReadTimeout:
+            raise WebhookError(f"the alert webhook in {where} did not answer within {TIMEOUT[1]:g}s; "
+                               "not retried, as the message may have arrived") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise _Retriable(f"could not connect ({exc.__class__.__name__})") from None
+        except requests.exceptions.RequestException as exc:
+            raise WebhookError(f"the alert webhook in {where} could not be called ({exc.__class__.__name__}): "
+                               "check the URL") from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        if status == 429 or status >= 500:
+            raise _Retriable(f"HTTP {status}{_reason(response)}", _retry_after(response))
+        raise WebhookError(_refused(status, _reason(response), where))
+
+    try:
+        for attempt_state in Retrying(stop=stop_after_attempt(MAX_ATTEMPTS), wait=_wait,
+                                      retry=retry_if_exception_type(_Retriable),
+                                      sleep=lambda seconds: _sleep(seconds), reraise=True):
+            with attempt_state:
+                attempt()
+    except _Retriable as exc:
+        raise WebhookError(f"the alert webhook in {where} failed {calls} times ({exc.what}); "
+                           "the alerts stay queued for the next run", calls) from None
+    except WebhookError as exc:
+        exc.calls = calls
+        raise
+    finally:
+        session.close()
+    logger.debug("posted %d bytes to the alert webhook in %s (%d call(s))", len(body), where, calls)
+    return calls
+
+
+def _refused(status: int, reason: str, where: str) -> str:
+    if status in (404, 410):
+        fix = "the webhook or its channel no longer exists: create a new webhook and update"
+    elif status in (401, 403):
+        fix = "the webhook may not post here (disabled or restricted): check it, then update"
+    elif status == 400:
+        fix = "the chat service refused the message body; check that the URL is an incoming webhook in"
+    else:
+        fix = "check the webhook URL in"
+    return f"the alert webhook in {where} answered HTTP {status}{reason}: {fix} {where}"
