@@ -1,8 +1,9 @@
 """The `sync-okrs` Prefect flow: one flow run = one sync of one or more config files.
 
 Orchestration only: load the plan, run one task per source (a batch of key results), assess
-progress, write the check-ins in one store transaction, publish the run summary as a table
-artifact. Connectors do the talking; this module never speaks HTTP.
+progress, write the check-ins in one store transaction, send the alerts due (config files with
+`notify:`; flows/alerting.py), publish the run as Prefect artifacts (flows/artifacts.py).
+Connectors do the talking; this module never speaks HTTP.
 """
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from datetime import date, datetime, time as dtime, timezone
 from typing import Any, Callable
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from connectors import connector_for
+from flows import artifacts
+from flows.alerting import send_alerts
 from okrsync.config import Plan, PlannedSource, load_plan
 from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError, SourceError
 from okrsync.measure import Measurement, MetricRequest
@@ -63,17 +65,22 @@ def measure_source(source: PlannedSource, requests: list[MetricRequest]) -> dict
 
 @task(name="write-checkins", cache_policy=NO_CACHE, retries=0)
 def write_checkins(plan: Plan, kr_ids: list[str], records: list, run_id: str, started_at: datetime, failed: int):
-    """Write the run's check-ins to the store in one transaction."""
+    """Write the run's check-ins to the store in one transaction.
+
+    Returns (WriteReport, previous values): each key result's latest check-in value before
+    this run, for "change since the previous check-in"."""
     from connectors.sql_store import open_store
 
     store = open_store(plan.store_url)
     try:
         wanted = set(kr_ids)
+        previous = {s.kr_id: s.last.value for s in store.key_results(sorted(wanted)) if s.last is not None}
         krs = [kr.record() for kr in plan.key_results if kr.id in wanted]
         objective_ids = {kr.objective_id for kr in krs}
-        return store.write_sync(run_id=run_id, started_at=started_at,
-                                objectives=[o for o in plan.objectives if o.id in objective_ids],
-                                key_results=krs, checkins=records, config_files=plan.files, failed=failed)
+        report = store.write_sync(run_id=run_id, started_at=started_at,
+                                  objectives=[o for o in plan.objectives if o.id in objective_ids],
+                                  key_results=krs, checkins=records, config_files=plan.files, failed=failed)
+        return report, previous
     finally:
         store.close()
 
@@ -125,19 +132,26 @@ def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool =
         _report_progress("config", 1)
 
     results = assess_all(krs, outcomes, moment)
-    report, store_error = None, None
+    report, store_error, previous = None, None, {}
     if not dry_run:
         records = checkins(results, run_id)
         try:
-            report = write_checkins(plan, [kr.id for kr in krs], records, run_id, started_at,
-                                    sum(1 for r in results if r.error))
+            report, previous = write_checkins(plan, [kr.id for kr in krs], records, run_id, started_at,
+                                              sum(1 for r in results if r.error))
         except OkrSyncError as exc:
             store_error = str(exc)
             get_run_logger().error("%s", store_error)
     apply_report(results, report, store_error)
     result = summary(run_id, results, as_of=moment, dry_run=dry_run, store=_masked(plan.store_url),
                      calls=calls, seconds=time.perf_counter() - started)
-    _publish_artifact(result)
+    for row in result["key_results"]:
+        before = previous.get(row["id"])
+        row["previous"] = before
+        row["change"] = None if before is None or row["value"] is None else round(row["value"] - before, 9)
+    if not dry_run and store_error is None and plan.notify:
+        result["alerts"] = send_alerts(plan, result["key_results"], run_id, moment)
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    artifacts.publish(result)
     return result
 
 
@@ -149,15 +163,3 @@ def _masked(url: str) -> str:
     except Exception:  # noqa: BLE001 - an unparsable URL is shown without its userinfo
         return url.split("@")[-1]
 
-
-def _publish_artifact(result: dict[str, Any]) -> None:
-    rows = [{"key result": r["id"], "value": r["value"], "baseline": r["baseline"], "target": r["target"],
-             "progress %": None if r["progress"] is None else round(100 * r["progress"], 1),
-             "expected %": None if r["expected"] is None else round(100 * r["expected"], 1),
-             "status": r["status"] or "error", "link": r["link"], "error": r["error"]}
-            for r in result["key_results"]]
-    c = result["counts"]
-    create_table_artifact(
-        key="okr-sync-run", table=rows,
-        description=f"okr-sync {'dry run' if result['dry_run'] else 'run'} {result['run_id']}: "
-                    f"{c['synced']} synced, {c['failed']} failed, {c['written']} check-ins written")

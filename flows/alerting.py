@@ -1,0 +1,103 @@
+"""The `send-alerts` task: after the check-ins are written, decide and deliver alerts.
+
+Only key results of config files with a `notify:` section take part. The store decides under
+lock (okrsync.alerts.decide over each key result's watch) and queues the alerts due; this task
+posts them, one message per webhook, and marks them delivered. An alert that could not be
+delivered stays queued and is retried by the next run (up to a few times). Alerting never fails
+the sync: its problems are logged and returned in the run summary.
+"""
+from __future__ import annotations
+
+import traceback
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from okrsync.alerts import Alert, Observation, QueuedAlert, Watch, decide, ordered, slack_payload
+from okrsync.config import Plan
+from okrsync.errors import OkrSyncError
+from okrsync.refs import SecretRef
+
+
+def observations(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Observation]:
+    """This run's outcome of every key result whose config file has `notify:`."""
+    krs = {kr.id: kr for kr in plan.key_results}
+    found = {}
+    for r in rows:
+        kr = krs.get(r["id"])
+        if kr is None or kr.config_file not in plan.notify:
+            continue
+        found[kr.id] = Observation(kr_id=kr.id, title=kr.title, source=r["source"], target=kr.target,
+                                   value=r["value"], status=r["status"], progress=r["progress"], unit=kr.unit,
+                                   link=r["link"], error=r["error"], stale_after=kr.stale_after)
+    return found
+
+
+@task(name="send-alerts", cache_policy=NO_CACHE, retries=0)
+def send_alerts(plan: Plan, rows: list[dict[str, Any]], run_id: str, moment: datetime) -> dict[str, Any]:
+    """Decide the alerts due after this run, post them to each file's webhook, record delivery.
+
+    Returns {"alerts": [{kr_id, kind, message, delivered}], "errors": [...], "calls": n}.
+    """
+    from connectors.sql_store import open_store
+    from connectors.webhook import WebhookError, post_json
+
+    logger = get_run_logger()
+    seen = observations(plan, rows)
+    outcome: dict[str, Any] = {"alerts": [], "errors": [], "calls": 0}
+    if not seen:
+        return outcome
+    config_of = {kr.id: kr.config_file for kr in plan.key_results}
+
+    def decide_all(previous: dict[str, Watch | None]) -> tuple[list[Watch], list[Alert]]:
+        watches, due = [], []
+        for kr_id, obs in seen.items():
+            watch, alerts = decide(previous.get(kr_id), obs, moment, frozenset(plan.notify[config_of[kr_id]].on))
+            watches.append(watch)
+            due.extend(alerts)
+        return watches, due
+
+    try:
+        store = open_store(plan.store_url)
+    except OkrSyncError as exc:
+        outcome["errors"].append(str(exc))
+        logger.warning("alerts skipped: %s", exc)
+        return outcome
+    try:
+        queued = store.update_watch(run_id=run_id, kr_ids=list(seen), decide=decide_all)
+        batches: dict[SecretRef, list[QueuedAlert]] = defaultdict(list)
+        files: dict[SecretRef, set[str]] = defaultdict(set)
+        for alert in ordered(queued):
+            ref = plan.notify[config_of[alert.kr_id]].webhook
+            batches[ref].append(alert)
+            files[ref].add(Path(config_of[alert.kr_id]).name)
+        for ref, batch in batches.items():
+            header = f"okr-sync · {', '.join(sorted(files[ref]))} · {len(batch)} alert{'s' if len(batch) != 1 else ''}"
+            delivered = False
+            try:
+                outcome["calls"] += post_json(ref.reveal(), slack_payload(batch, header), where=ref.describe())
+                delivered = True
+            except WebhookError as exc:
+                outcome["calls"] += exc.calls
+                outcome["errors"].append(str(exc))
+                logger.warning("%d alert(s) not delivered: %s", len(batch), exc)
+            except OkrSyncError as exc:  # the webhook's variable or Secret block is missing
+                outcome["errors"].append(str(exc))
+                logger.warning("%d alert(s) not delivered: %s", len(batch), exc)
+            store.finish_alerts([a.id for a in batch], run_id=run_id, delivered=delivered)
+            outcome["alerts"] += [{"kr_id": a.kr_id, "kind": a.kind, "message": a.message, "delivered": delivered}
+                                  for a in batch]
+    except OkrSyncError as exc:
+        outcome["errors"].append(str(exc))
+        logger.warning("alerts skipped: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - a bug in alerting must not undo a written sync
+        logger.debug("alerting failed:\n%s", traceback.format_exc())
+        outcome["errors"].append(f"alerting failed unexpectedly: {exc.__class__.__name__}")
+        logger.warning("alerting failed unexpectedly: %s", exc.__class__.__name__)
+    finally:
+        store.close()
+    return outcome

@@ -1,0 +1,101 @@
+"""The Prefect artifacts of a sync run: a table of key results and a markdown summary.
+
+- `okr-sync-run` (table): one row per key result: value, change since the previous check-in,
+  progress, expected, status, link, error.
+- `okr-sync-summary` (markdown): the counts, then failures first, then alerts, then every key
+  result.
+
+Both take the run summary dict that `sync_okrs` returns, so what the UI shows is what the CLI
+prints.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+TABLE_KEY = "okr-sync-run"
+SUMMARY_KEY = "okr-sync-summary"
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 1)
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{int(value):,}"
+
+
+def _signed(value: float | None, first: bool) -> str:
+    """The change since the previous check-in: +3, −1.5, ±0; `new` for a first check-in."""
+    if value is None:
+        return "new" if first else "-"
+    return "±0" if value == 0 else ("+" if value > 0 else "−") + _num(abs(value))
+
+
+def _cell(text: Any) -> str:
+    """Text safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ") if text is not None else ""
+
+
+def _link(url: str | None) -> str:
+    return f"[open]({url})" if url and url.startswith(("http://", "https://", "file://")) else _cell(url)
+
+
+def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the `okr-sync-run` table artifact."""
+    return [{"key result": r["id"], "value": r["value"], "change": r.get("change"),
+             "previous": r.get("previous"), "baseline": r["baseline"], "target": r["target"],
+             "progress %": _pct(r["progress"]), "expected %": _pct(r["expected"]),
+             "status": r["status"] or "error", "link": r["link"], "error": r["error"]}
+            for r in result["key_results"]]
+
+
+def summary_markdown(result: dict[str, Any]) -> str:
+    """The `okr-sync-summary` markdown: counts, failures first, alerts, then every key result."""
+    c = result["counts"]
+    kind = "dry run" if result["dry_run"] else "run"
+    lines = [f"## okr-sync {kind} {result['run_id']} · as of {result['as_of'][:16].replace('T', ' ')} UTC", ""]
+    counts = [f"**{c['key_results']} key results**", f"{c['synced']} synced"]
+    counts.append(f"**{c['failed']} failed**" if c["failed"] else "0 failed")
+    if not result["dry_run"]:
+        counts += [f"{c['written']} check-ins written", f"{c['unchanged']} unchanged", f"{c['kept_manual']} manual kept"]
+    counts += [f"{result['source_calls']} source calls", f"{result['seconds']:.2f} s"]
+    lines += [" · ".join(counts), ""]
+
+    failed = [r for r in result["key_results"] if r["error"]]
+    if failed:
+        lines += [f"### Failed ({len(failed)})", "", "| key result | source | error |", "|---|---|---|"]
+        lines += [f"| {_cell(r['id'])} | {_cell(r['source'])} | {_cell(r['error'])} |" for r in failed]
+        lines.append("")
+
+    alerts = (result.get("alerts") or {}).get("alerts") or []
+    if alerts:
+        lines += [f"### Alerts ({len(alerts)})", ""]
+        lines += [f"- {a['message']}" + ("" if a["delivered"] else " *(not delivered yet)*") for a in alerts]
+        lines.append("")
+    if (result.get("alerts") or {}).get("errors"):
+        lines += ["Alert delivery problems: " + "; ".join(_cell(e) for e in result["alerts"]["errors"]), ""]
+
+    ok = [r for r in result["key_results"] if not r["error"]]
+    if ok:
+        lines += ["### Key results", "", "| key result | value | change | progress | expected | status | link |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in ok:
+            unit = f" {r['unit']}" if r.get("unit") else ""
+            progress = "-" if r["progress"] is None else f"{100 * r['progress']:.0f}%"
+            expected = "-" if r["expected"] is None else f"{100 * r['expected']:.0f}%"
+            lines.append(f"| {_cell(r['id'])} | {_num(r['value'])}{_cell(unit)} | {_signed(r.get('change'), not result['dry_run'])} | "
+                         f"{progress} | {expected} | {r['status'] or '-'} | {_link(r['link'])} |")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def publish(result: dict[str, Any]) -> None:
+    """Create both artifacts for one run (inside a flow run)."""
+    c = result["counts"]
+    description = (f"okr-sync {'dry run' if result['dry_run'] else 'run'} {result['run_id']}: "
+                   f"{c['synced']} synced, {c['failed']} failed, {c['written']} check-ins written")
+    create_table_artifact(key=TABLE_KEY, table=table_rows(result), description=description)
+    create_markdown_artifact(key=SUMMARY_KEY, markdown=summary_markdown(result), description=description)
