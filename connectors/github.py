@@ -396,6 +396,8 @@ class _Asker:
 
     def _ratio(self, done_q: str, total_q: str, counts: dict[str, ask.SearchCount | SourceError]) -> _Answer:
         done, total = counts[done_q], counts[total_q]
+        if isinstance(done, SourceError) and isinstance(total, SourceError) and str(done) == str(total):
+            raise done                                  # e.g. a rejected token: no side to name
         for side, got in (("search_done", done), ("search_total", total)):
             if isinstance(got, SourceError):
                 raise SourceError(f"{side}: {got}")
