@@ -217,6 +217,8 @@ class GitHubClient:
             return retrying(self._once, verb, url, params, body, graphql)
         except RetriableSourceError as exc:
             tries = retrying.statistics.get("attempt_number", 1)
+            if exc.retry_after is not None and exc.retry_after > MAX_WAIT_SECONDS:
+                raise type(exc)(f"{exc}: too long to wait now, run again after that", exc.retry_after) from None
             if tries > 1:
                 raise type(exc)(f"{exc} (gave up after {tries} tries)", exc.retry_after) from None
             raise

@@ -17,7 +17,7 @@ import requests
 import responses
 from responses import matchers
 
-from connectors import _github_client, _github_queries, github
+from connectors import _github_client
 from connectors.github import Metric, SourceConfig, measure
 from fake_github import error_body, graphql_counts, issue_item, milestone, release, search_page
 from okrsync.errors import SourceError
@@ -448,7 +448,7 @@ def test_a_reset_far_away_fails_now_and_says_when(gh, waits):
            headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
     message = failed(run({"a": {"search": SECURITY}})["a"])
     when = datetime.fromtimestamp(reset, timezone.utc).strftime("%H:%M:%S UTC")
-    assert message == f"GitHub API rate limit used up (403); it resets at {when}"
+    assert message == f"GitHub API rate limit used up (403); it resets at {when}: too long to wait now, run again after that"
     assert waits == [] and len(gh.calls) == 1
 
 # ---------------------------------------------------------------------------- secrets
