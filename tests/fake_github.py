@@ -105,13 +105,15 @@ class FakeGitHub:
 
     def __init__(self, token: str, *, searches: dict[str, list[dict[str, Any]]] | None = None,
                  totals: dict[str, int] | None = None, milestones: dict[str, list[dict[str, Any]]] | None = None,
-                 releases: dict[str, list[dict[str, Any]]] | None = None, graphql: bool = True):
+                 releases: dict[str, list[dict[str, Any]]] | None = None, graphql: bool = True,
+                 failures: list[int] | None = None):
         self.token = token
         self.searches = searches or {}
         self.totals = totals or {}
         self.milestones = milestones or {}
         self.releases = releases or {}
         self.graphql = graphql
+        self.failures = list(failures or [])      # statuses to answer the first requests with
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -164,6 +166,9 @@ class FakeGitHub:
         parts = urlsplit(http.path)
         query = parse_qs(parts.query)
         self.requests.append((method, parts.path, query))
+        if self.failures:
+            status = self.failures.pop(0)
+            return self._send(http, status, error_body("Service Unavailable", status))
         if http.headers.get("Authorization") != f"token {self.token}":
             return self._send(http, 401, error_body("Bad credentials", 401))
         if method == "POST" and parts.path == "/api/graphql":

@@ -19,7 +19,7 @@ from responses import matchers
 
 from connectors import _github_client
 from connectors.github import Metric, SourceConfig, measure
-from fake_github import error_body, graphql_counts, issue_item, milestone, release, search_page
+from fake_github import FakeGitHub, error_body, graphql_counts, issue_item, milestone, release, search_page
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement, MetricRequest, Period
 
@@ -388,6 +388,23 @@ def test_server_error_is_retried(gh, waits):
     gh.get(SEARCH, json=search_page(6))
     result = ok(run({"a": {"search": SECURITY}})["a"])
     assert result.value == 6 and result.calls == 2 and waits == [2.0]
+
+
+def test_pygithubs_own_retries_are_off_so_tries_do_not_multiply(waits):
+    """Over real HTTP (no mock between PyGithub and urllib3): 4 tries are 4 requests, not 4 x GithubRetry's."""
+    with FakeGitHub(CANARY, failures=[503] * 4) as server:
+        message = failed(run({"a": {"search": SECURITY}}, base_url=server.base_url)["a"])
+        asked = len(server.requests)
+    assert asked == 4 and waits == [2.0, 4.0, 8.0]
+    assert message == "GitHub at 127.0.0.1:%s had a server error (503: Service Unavailable) (gave up after 4 tries)" % (
+        server.base_url.split(":")[2].split("/")[0])
+
+
+def test_a_next_page_on_another_host_is_refused(gh):
+    gh.get(f"{API}/repos/acme/checkout/releases", json=[release(1, "v1", published_at="2026-10-02T00:00:00Z")],
+           headers={"Link": '<https://elsewhere.example.com/repos/acme/checkout/releases?page=2>; rel="next"'})
+    message = failed(run({"r": {"repo": "acme/checkout", "aggregate": "releases"}})["r"])
+    assert "linked to a page on another host or port" in message and "check base_url" in message
 
 
 def test_a_body_that_is_not_json_is_reported(gh):
