@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 STORY_POINTS = "customfield_10016"
+LIFETIME = 120.0                   # seconds: the server shuts itself down after this, whatever the test does
 CATEGORY = {  # statusCategory key -> (id, name, colour), as Jira has them
     "new": (2, "To Do", "blue-gray"),
     "indeterminate": (4, "In Progress", "yellow"),
@@ -263,7 +264,8 @@ class Call:
 
 @dataclass
 class FakeJira:
-    """A Jira site on 127.0.0.1:<free port>; use as a context manager so it always stops."""
+    """A Jira site on 127.0.0.1:<free port>; use as a context manager so it stops (it also stops itself
+    after LIFETIME seconds)."""
 
     issues: list[FakeIssue]
     deployment: str = "Cloud"
@@ -294,9 +296,13 @@ class FakeJira:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
+        self._watchdog = threading.Timer(LIFETIME, self._server.shutdown)
+        self._watchdog.daemon = True
+        self._watchdog.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._watchdog.cancel()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
