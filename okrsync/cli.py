@@ -1,17 +1,20 @@
-"""okr-sync command line: validate, run, status, history, checkin, schema.
+"""okr-sync command line: validate, run, status, history, checkin, schema, serve, secret set.
 
 Exit codes: 0 all key results synced; 1 some failed (the rest were written); 2 bad config.
 """
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional
 
 # Before anything imports Prefect: no analytics, no INFO chatter on a normal run.
+_LOG_LEVEL_CHOSEN = "PREFECT_LOGGING_LEVEL" in os.environ   # `serve` logs at INFO unless one was chosen
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
@@ -172,6 +175,96 @@ def checkin(kr_id: str = typer.Argument(..., help="key result id"),
     except OkrSyncError as e:
         _fail(e)
     out.print(f"Recorded manual check-in of {row.value:g} for {kr_id}.", highlight=False)
+
+
+@app.command()
+def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
+          limit: Optional[int] = typer.Option(None, "--limit", min=1, help="most flow runs at once (default: Prefect's runner limit)"),
+          check: bool = typer.Option(False, "--check", help="show the deployments and their next runs, then exit")) -> None:
+    """Run each config on its `schedule:` in one long-lived process: a Prefect deployment per config.
+
+    Runs can also be started on demand: `prefect deployment run sync-okrs/CONFIG-NAME` or the Prefect UI.
+    """
+    from flows.deployments import plan_deployments
+
+    try:
+        plans = plan_deployments(configs, store)
+    except ConfigError as e:
+        _fail_config(e)
+    _deployments_table(plans)
+    if check:
+        return
+    if not _LOG_LEVEL_CHOSEN:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    from prefect.settings import get_current_settings
+
+    from flows.deployments import serve as serve_deployments
+
+    api = get_current_settings().api.url
+    if not api:
+        err.print("[yellow]PREFECT_API_URL is not set: runs go to a temporary Prefect server that stops with this "
+                  "process. To see them in the Prefect UI, run `prefect server start` and "
+                  "`export PREFECT_API_URL=http://127.0.0.1:4200/api` first.[/yellow]", soft_wrap=True)
+    else:
+        out.print(f"Serving {len(plans)} deployment(s) against {api}; stop with Ctrl-C (schedules pause until the next start).",
+                  highlight=False, soft_wrap=True)
+    serve_deployments(plans, store=store, limit=limit)
+
+
+def _deployments_table(plans) -> None:
+    from rich.table import Table
+
+    table = Table(title="okr-sync deployments", title_justify="left")
+    for col in ("deployment", "config", "runs", "schedule", "next run (UTC)"):
+        table.add_column(col, overflow="fold")
+    for plan in plans:
+        rows = [(("every key result" if c.whole_file else ", ".join(c.kr_ids)), c.describe(), f"{when:%Y-%m-%d %H:%M}")
+                for c, when in plan.next_runs()]
+        if plan.unscheduled:
+            rows.append((", ".join(plan.unscheduled), "on demand only (no schedule:)", "-"))
+        for i, (runs, schedule_text, when) in enumerate(rows):
+            table.add_row(plan.full_name if i == 0 else "", plan.config_path if i == 0 else "", runs, schedule_text, when)
+    out.print(table)
+
+
+secret_app = typer.Typer(no_args_is_help=True, help="Prefect Secret blocks, for `{secret: NAME}` in configs.")
+app.add_typer(secret_app, name="secret")
+_BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+@secret_app.command("set")
+def secret_set(name: str = typer.Argument(..., help="block name: lowercase letters, digits and dashes, e.g. jira-token")) -> None:
+    """Store a Prefect Secret block, reading the value from stdin (never from the command line).
+
+    Example: `printenv JIRA_API_TOKEN | okr-sync secret set jira-token`; then write `{secret: jira-token}`.
+    """
+    if not _BLOCK_NAME.match(name):
+        suggestion = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "my-secret"
+        err.print(f"error: {name!r} is not a valid block name: use lowercase letters, digits and dashes, "
+                  f"e.g. {suggestion}", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"value of {name} (input hidden): ")
+    else:
+        value = sys.stdin.read()
+    value = value.rstrip("\r\n")
+    if not value.strip():
+        err.print(f"error: no value given: pipe it in, e.g. `printenv MY_TOKEN | okr-sync secret set {name}`",
+                  markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    from prefect.blocks.system import Secret
+    from prefect.settings import get_current_settings
+
+    where = get_current_settings().api.url or "the local Prefect database (no PREFECT_API_URL set)"
+    try:
+        Secret(value=value).save(name, overwrite=True)
+    except Exception as exc:  # noqa: BLE001 - never echo the exception: it may quote the value
+        err.print(f"error: could not store Prefect Secret block '{name}' in {where} ({exc.__class__.__name__}): "
+                  "check that the Prefect server is running and PREFECT_API_URL points at it",
+                  markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+    out.print(f"Stored Prefect Secret block '{name}' ({len(value)} characters) in {where}. "
+              f"Use it in a config as {{secret: {name}}}.", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
