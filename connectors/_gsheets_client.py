@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 API_BASE = SPREADSHEETS_API_V4_BASE_URL            # https://sheets.googleapis.com/v4/spreadsheets
 EXPORT_BASE = "https://docs.google.com/spreadsheets/d"
 READONLY_SCOPES = ("https://www.googleapis.com/auth/spreadsheets.readonly",)
-METADATA_FIELDS = "properties.title,sheets.properties(sheetId,title,index,sheetType)"
+METADATA_FIELDS = "properties(title,locale),sheets.properties(sheetId,title,index,sheetType)"
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 ATTEMPTS = 6
 BACKOFF = wait_exponential(multiplier=2, max=32)   # 2, 4, 8, 16, 32 s
@@ -132,6 +132,11 @@ def with_retries(call: Callable[[], T]) -> T:
 # ---------------------------------------------------------------------------- messages
 
 
+def sheet_label(spreadsheet_id: str) -> str:
+    """How messages name a spreadsheet whose title is not known: Google Sheet 1AbCdEfGhI…"""
+    return f"Google Sheet {spreadsheet_id[:10]}…" if len(spreadsheet_id) > 12 else f"Google Sheet {spreadsheet_id}"
+
+
 def one_line(text: Any) -> str:
     """Text squeezed onto one line and cut to a readable length."""
     flat = " ".join(str(text).split())
@@ -153,7 +158,7 @@ def _transient(response: requests.Response, what: str) -> RetriableSourceError:
     status, message = _google_error(response)
     wait = retry_after_seconds(response.headers.get("Retry-After"))
     if response.status_code == 429:
-        detail = f" ({message})" if message else ""
+        detail = f": {message}" if message else ""
         return RetriableSourceError(
             f"{what}: Google's read quota is used up (HTTP 429{detail}); the Sheets API allows 60 reads per "
             "minute per user: spread syncs apart or ask for more quota in the Google Cloud console", wait)
@@ -178,6 +183,15 @@ class Tab:
     grid: bool = True                  # False for a chart sheet, which holds no cells
 
 
+@dataclass(frozen=True)
+class Spreadsheet:
+    """What the metadata call tells: the title, the locale numbers are displayed in (e.g. en_US), the tabs in order."""
+
+    title: str
+    locale: str
+    tabs: list[Tab]
+
+
 class SheetsApi:
     """The Sheets API v4 for one spreadsheet, read as a service account with the read-only scope.
 
@@ -187,6 +201,7 @@ class SheetsApi:
     def __init__(self, info: dict[str, Any], spreadsheet_id: str, *, api_base: str = API_BASE,
                  counter: CallCounter | None = None, key_label: str = "the service account key"):
         self.spreadsheet_id = spreadsheet_id
+        self.label = sheet_label(spreadsheet_id)
         self.api_base = api_base.rstrip("/")
         self.client_email = str(info.get("client_email") or "the service account")
         self.counter = counter or CallCounter()
@@ -218,15 +233,17 @@ class SheetsApi:
             raise RetriableSourceError(f"could not reach Google's token endpoint ({type(exc.__cause__ or exc).__name__}): "
                                        "check the network and run again") from None
 
-    def tabs(self) -> tuple[str, list[Tab]]:
-        """The spreadsheet's title and its tabs in order (one call: spreadsheets.get with a field mask)."""
+    def spreadsheet(self) -> Spreadsheet:
+        """The spreadsheet's title, locale and tabs (one call: spreadsheets.get with a field mask)."""
         body = self._get(f"{self.api_base}/{self.spreadsheet_id}", {"fields": METADATA_FIELDS}, "reading the tabs")
         tabs = []
         for sheet in body.get("sheets", []):
             props = sheet.get("properties", {})
             tabs.append(Tab(gid=int(props.get("sheetId", 0)), title=str(props.get("title", "")),
                             index=int(props.get("index", len(tabs))), grid=props.get("sheetType", "GRID") == "GRID"))
-        return str(body.get("properties", {}).get("title", "")), sorted(tabs, key=lambda tab: tab.index)
+        props = body.get("properties", {})
+        return Spreadsheet(str(props.get("title", "")), str(props.get("locale", "")),
+                           sorted(tabs, key=lambda tab: tab.index))
 
     def values(self, ranges: list[str]) -> list[dict[str, Any]]:
         """The valueRanges of `ranges`, in the order asked (one call: values:batchGet, values as displayed)."""
@@ -244,14 +261,18 @@ class SheetsApi:
             except gspread.exceptions.APIError as exc:
                 raise self._failure(exc.response, what) from None
             except requests.RequestException as exc:
-                raise _unreachable(exc, f"Google Sheets, {what}") from None
-            return response.json()
+                raise _unreachable(exc, f"{self.label}, {what}") from None
+            try:
+                return response.json()
+            except ValueError:
+                raise SourceError(f"{self.label}, {what}: Google Sheets answered something other than JSON "
+                                  f"(HTTP {response.status_code}): check `spreadsheet:`") from None
         return with_retries(attempt)
 
     def _failure(self, response: requests.Response, what: str) -> SourceError:
         status = response.status_code
         if status in RETRIABLE_STATUSES:
-            return _transient(response, f"Google Sheets, {what}")
+            return _transient(response, f"{self.label}, {what}")
         kind, message = _google_error(response)
         email = self.client_email
         if status == 403 and ("SERVICE_DISABLED" in response.text or "has not been used" in message
@@ -261,7 +282,7 @@ class SheetsApi:
                                f"enable it{' at ' + link.group(0).rstrip('.') if link else ' (APIs & Services > Library)'}"
                                ", wait a few minutes and run again")
         if status == 403:
-            return SourceError(f"the spreadsheet is not shared with the service account {email}: open it in Google "
+            return SourceError(f"{self.label} is not shared with the service account {email}: open it in Google "
                                f"Sheets, click Share and add {email} as a Viewer")
         if status == 404:
             return SourceError(f"spreadsheet {self.spreadsheet_id} not found: check `spreadsheet:` (copy the URL "
@@ -272,7 +293,7 @@ class SheetsApi:
         if status == 400 and "not supported for this document" in message:
             return SourceError("this file is an Excel workbook kept in Google Drive, which the Sheets API cannot read: "
                                "open it and use File > Save as Google Sheets, then point `spreadsheet:` at the copy")
-        return SourceError(f"Google Sheets answered HTTP {status}{' ' + kind if kind else ''} while {what}"
+        return SourceError(f"{self.label}, {what}: Google Sheets answered HTTP {status}{' ' + kind if kind else ''}"
                            + (f": {message}" if message else ""))
 
 
@@ -304,16 +325,17 @@ def export_csv(session: requests.Session, spreadsheet_id: str, gid: int | None, 
     url = f"{export_base.rstrip('/')}/{spreadsheet_id}/export"
     params = {"format": "csv"} if gid is None else {"format": "csv", "gid": str(gid)}
     tab = "the first tab" if gid is None else f"tab gid={gid}"
+    label = sheet_label(spreadsheet_id)
 
     def attempt() -> requests.Response:
         try:
             response = session.get(url, params=params, timeout=TIMEOUT)
         except requests.TooManyRedirects:
-            raise SourceError(f"exporting {tab} as CSV: Google redirected too many times") from None
+            raise SourceError(f"{label}, exporting {tab} as CSV: Google redirected too many times") from None
         except requests.RequestException as exc:
-            raise _unreachable(exc, f"exporting {tab} as CSV") from None
+            raise _unreachable(exc, f"{label}, exporting {tab} as CSV") from None
         if response.status_code in RETRIABLE_STATUSES:
-            raise _transient(response, f"exporting {tab} as CSV")
+            raise _transient(response, f"{label}, exporting {tab} as CSV")
         return response
 
     response = with_retries(attempt)
@@ -321,14 +343,14 @@ def export_csv(session: requests.Session, spreadsheet_id: str, gid: int | None, 
         raise SourceError(f"spreadsheet {spreadsheet_id} not found: check `spreadsheet:` (copy the URL from the "
                           "browser's address bar)")
     if response.status_code == 400:
-        raise TabNotExported(f"Google could not export {tab} (HTTP 400): check the gid, the number after #gid= in "
+        raise TabNotExported(f"{label}: Google could not export {tab} (HTTP 400): check the gid, the number after #gid= in "
                              "the address bar when that tab is open")
     if response.status_code in (401, 403) or _sign_in_page(response):
-        raise SourceError("the spreadsheet is not public: Google answered with a sign-in page instead of CSV. "
+        raise SourceError(f"{label} is not public: Google answered with a sign-in page instead of CSV. "
                           "Share it as \"Anyone with the link: Viewer\" (Share > General access), or give the source "
                           "a `service_account:` and share the sheet with that account")
     if not response.ok:
-        raise SourceError(f"exporting {tab} as CSV: Google answered HTTP {response.status_code}")
+        raise SourceError(f"{label}, exporting {tab} as CSV: Google answered HTTP {response.status_code}")
     return response.content.decode("utf-8-sig", errors="replace")
 
 

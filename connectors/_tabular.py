@@ -21,9 +21,9 @@ import difflib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any, Callable, Literal, Sequence, get_args
+from typing import Any, Callable, Iterable, Literal, Sequence, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from okrsync.errors import SourceError
 from okrsync.numbers import is_blank, parse_number
@@ -35,6 +35,8 @@ WhereValue = str | bool | int | float | date
 CELL_FIX = "put a number in the cell"
 COLUMN_FIX = "put a number in the cell, or filter the row out with `where:`"
 ONE_OF = "give either `cell: B7` or `column: <header>` with `aggregate: sum|avg|min|max|count|last`"
+
+M = TypeVar("M", bound="TabularMetric")
 
 _A1 = re.compile(r"\$?([A-Za-z]{1,3})\$?([1-9][0-9]{0,6})")
 _LETTERS = re.compile(r"[A-Za-z]{1,3}")
@@ -99,6 +101,23 @@ class TabularMetric(BaseModel):
         if self.cell is None and self.aggregate is None:
             raise ValueError("a column needs `aggregate: sum|avg|min|max|count|last`")
         return self
+
+
+
+def validated_metrics(requests: Iterable[Any], model: type[M]) -> tuple[dict[str, M], dict[str, SourceError]]:
+    """Each request's metric as `model` by kr_id (validated ones pass through), and an error for each invalid one."""
+    metrics: dict[str, M] = {}
+    errors: dict[str, SourceError] = {}
+    for request in requests:
+        if isinstance(request.metric, TabularMetric):
+            metrics[request.kr_id] = request.metric
+            continue
+        try:
+            metrics[request.kr_id] = model.model_validate(request.metric)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+            errors[request.kr_id] = SourceError(f"invalid metric: {' '.join(first.split())}")
+    return metrics, errors
 
 # ---------------------------------------------------------------------------- helpers
 

@@ -27,15 +27,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from connectors._gsheets_client import (API_BASE, EXPORT_BASE, CallCounter, SheetsApi, Tab, TabNotExported,
-                                        export_csv, one_line, public_session)
+                                        export_csv, public_session, sheet_label)
 from connectors._tabular import (Answer, SheetLabel, SheetPass, TabularMetric, column_index, column_letter,
-                                 match_sheet, quote_sheet)
+                                 match_sheet, quote_sheet, validated_metrics)
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement, MetricRequest
+from okrsync.numbers import parse_number
 from okrsync.refs import ConfigPath, SecretRef
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,14 @@ _GID = re.compile(r"[#?&]gid=(\d+)")
 _ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 _RANGE_START = re.compile(r"\$?([A-Za-z]{1,3})\$?(\d+)")
 _MAX_LISTED = 15
+_SWAP_SEPARATORS = str.maketrans({".": ",", ",": "."})
+
+# Locales in which Google Sheets shows decimals with a comma (1.234,5). Conservative: it only decides whether a
+# service-account source must say `decimal:`; `decimal: point` overrides a wrong guess.
+_COMMA_LANGUAGES = frozenset("bg ca cs da de el et fi fr hr hu id it lt lv nb nl nn no pl pt ro ru sk sl sr sv tr "
+                             "uk vi".split())
+_POINT_LOCALES = frozenset({"de_CH", "de_LI", "it_CH"})
+_COMMA_SPANISH = frozenset({"es_ES", "es_AR", "es_BO", "es_CL", "es_CO", "es_EC", "es_PY", "es_UY", "es_VE"})
 
 # ---------------------------------------------------------------------------- config
 
@@ -92,6 +101,9 @@ class SourceConfig(BaseModel):
         None, description="Public sheets only: tab title -> gid (the number after #gid= when the tab is open), "
                           "so key results can name `sheet:`")
     header_row: int = Field(1, ge=1, description="The row holding the column names (1 = first row)")
+    decimal: Literal["point", "comma"] | None = Field(
+        None, description="How the sheet shows decimals: point (1,234.5, the default) or comma (1.234,5, e.g. "
+                          "in a de_DE or fr_FR spreadsheet)")
     api_base: SkipJsonSchema[str] = Field(API_BASE, description="Sheets API endpoint (tests only)")
     export_base: SkipJsonSchema[str] = Field(EXPORT_BASE, description="CSV export endpoint (tests only)")
 
@@ -197,10 +209,6 @@ def check_source(source: SourceConfig) -> list[str]:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _short_name(spreadsheet_id: str) -> str:
-    return f"Google Sheet {spreadsheet_id[:10]}…" if len(spreadsheet_id) > 12 else f"Google Sheet {spreadsheet_id}"
-
-
 def _listing(titles: list[str]) -> str:
     shown = ", ".join(quote_sheet(t) for t in titles[:_MAX_LISTED])
     return shown + (f" and {len(titles) - _MAX_LISTED} more" if len(titles) > _MAX_LISTED else "")
@@ -214,8 +222,30 @@ def _link(spreadsheet_id: str, gid: int | None, cell: str | None) -> str:
     return f"{base}#gid={gid}" + (f"&range={cell}" if cell else "")
 
 
-def _as_metric(metric: Any) -> Metric:
-    return metric if isinstance(metric, TabularMetric) else Metric.model_validate(metric)
+def writes_decimal_comma(locale: str) -> bool:
+    """True for a spreadsheet locale (e.g. de_DE) whose numbers show a decimal comma."""
+    return locale in _COMMA_SPANISH or (locale.split("_")[0].lower() in _COMMA_LANGUAGES and locale not in _POINT_LOCALES)
+
+
+def _from_decimal_comma(value: Any) -> Any:
+    """A number shown with a decimal comma (1.234,5 or 12,5 %) rewritten with a point (1,234.5); other values as they are."""
+    if isinstance(value, str) and any(c.isdigit() for c in value) and not any(c.isalpha() for c in value):
+        swapped = value.translate(_SWAP_SEPARATORS)
+        try:
+            if parse_number(swapped, where="") is not None:
+                return swapped
+        except SourceError:
+            pass
+    return value
+
+
+def _scan(source: SourceConfig, label: SheetLabel, metrics: dict[str, Metric], kr_ids: list[str]) -> SheetPass:
+    """A pass over one tab answering `kr_ids`, reading numbers the way the source says the sheet shows them."""
+    scan = SheetPass(label, header_row=source.header_row,
+                     value_of=_from_decimal_comma if source.decimal == "comma" else (lambda cell: cell))
+    for kr_id in kr_ids:
+        scan.add(kr_id, metrics[kr_id])
+    return scan
 
 
 def _feed_rows(scan: SheetPass, rows: Any, first_row: int = 1, first_col: int = 1) -> None:
@@ -276,8 +306,12 @@ def _with_service_account(source: SourceConfig, metrics: dict[str, Metric], coun
     info, key_label = _key_info(source.service_account)
     api = SheetsApi(info, source.spreadsheet_id, api_base=source.api_base, counter=counter, key_label=key_label)
     api.authorize()
-    title, tabs = api.tabs()
-    name = f'Google Sheet "{title}"' if title else _short_name(source.spreadsheet_id)
+    sheet = api.spreadsheet()
+    tabs = sheet.tabs
+    name = f'Google Sheet "{sheet.title}"' if sheet.title else sheet_label(source.spreadsheet_id)
+    if source.decimal is None and writes_decimal_comma(sheet.locale):
+        raise SourceError(f"{name} is in locale {sheet.locale}, which shows decimals with a comma: add `decimal: comma` "
+                          "to the source (or `decimal: point` if its numbers are written 1,234.5)")
     answers: dict[str, Answer | SourceError] = {}
     groups: dict[int, list[str]] = {}
     by_gid = {tab.gid: tab for tab in tabs}
@@ -293,9 +327,7 @@ def _with_service_account(source: SourceConfig, metrics: dict[str, Metric], coun
     ranges = [_range_for(by_gid[gid], [metrics[k] for k in kr_ids]) for gid, kr_ids in groups.items()]
     found = api.values(ranges)
     for (gid, kr_ids), asked, value_range in zip(groups.items(), ranges, found):
-        scan = SheetPass(SheetLabel(name, by_gid[gid].title), header_row=source.header_row)
-        for kr_id in kr_ids:
-            scan.add(kr_id, metrics[kr_id])
+        scan = _scan(source, SheetLabel(name, by_gid[gid].title), metrics, kr_ids)
         first_row, first_col = _range_start(str(value_range.get("range") or asked))
         _feed_rows(scan, value_range.get("values", []), first_row, first_col)
         answers.update(scan.finish())
@@ -307,7 +339,7 @@ def _with_service_account(source: SourceConfig, metrics: dict[str, Metric], coun
 def _public(source: SourceConfig, metrics: dict[str, Metric], counter: CallCounter
             ) -> tuple[dict[str, Answer | SourceError], dict[str, int | None]]:
     """Answer every metric with one CSV export per tab used."""
-    name = _short_name(source.spreadsheet_id)
+    name = sheet_label(source.spreadsheet_id)
     tabs = source.tabs or {}
     title_of = {gid: title for title, gid in reversed(list(tabs.items()))}
     answers: dict[str, Answer | SourceError] = {}
@@ -341,9 +373,7 @@ def _public(source: SourceConfig, metrics: dict[str, Metric], counter: CallCount
         if failed is not None:
             answers.update({kr_id: failed for kr_id in kr_ids})
             continue
-        scan = SheetPass(SheetLabel(name, title_of.get(gid) if gid is not None else None), header_row=source.header_row)
-        for kr_id in kr_ids:
-            scan.add(kr_id, metrics[kr_id])
+        scan = _scan(source, SheetLabel(name, title_of.get(gid) if gid is not None else None), metrics, kr_ids)
         _feed_rows(scan, csv.reader(io.StringIO(text, newline="")))
         answers.update(scan.finish())
     return answers, gids
@@ -353,13 +383,8 @@ def _public(source: SourceConfig, metrics: dict[str, Metric], counter: CallCount
 
 def measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Measurement | SourceError]:
     """Measure every request: one read per spreadsheet (service account) or per tab (public), errors per key result."""
-    results: dict[str, Measurement | SourceError] = {}
-    metrics: dict[str, Metric] = {}
-    for request in requests:
-        try:
-            metrics[request.kr_id] = _as_metric(request.metric)
-        except ValidationError as exc:
-            results[request.kr_id] = SourceError(f"invalid metric: {one_line(exc.errors()[0]['msg'])}")
+    metrics, invalid = validated_metrics(requests, Metric)
+    results: dict[str, Measurement | SourceError] = dict(invalid)
     counter = CallCounter()
     reader = _public if source.service_account is None else _with_service_account
     try:
@@ -368,7 +393,7 @@ def measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Me
         answers, gids = {kr_id: error for kr_id in metrics}, {}
     order = [request.kr_id for request in requests]
     charged = next((k for k in order if isinstance(answers.get(k), Answer)), None)
-    logger.debug("google_sheets %s: %d key results, %d HTTP calls", _short_name(source.spreadsheet_id),
+    logger.debug("google_sheets %s: %d key results, %d HTTP calls", sheet_label(source.spreadsheet_id),
                  len(requests), counter.count)
     observed_at = datetime.now(timezone.utc)
     for kr_id, answer in answers.items():

@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import jwt
 
+from connectors._tabular import column_index, column_letter
+
 READONLY = "https://www.googleapis.com/auth/spreadsheets.readonly"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -84,21 +86,6 @@ def api_error(code: int, message: str, status: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the spreadsheet
 
 
-def _col_index(letters: str) -> int:
-    index = 0
-    for char in letters.upper():
-        index = index * 26 + ord(char) - 64
-    return index
-
-
-def _col_letter(index: int) -> str:
-    letters = ""
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
 def _quote(title: str) -> str:
     return title if re.fullmatch(r"[A-Za-z0-9_]+", title) else "'" + title.replace("'", "''") + "'"
 
@@ -118,12 +105,13 @@ class FakeSpreadsheet:
     id: str
     title: str
     tabs: list[FakeTab] = field(default_factory=list)
+    locale: str = "en_US"
 
     def tab(self, title: str) -> FakeTab | None:
         return next((t for t in self.tabs if t.title.casefold() == title.casefold()), None)
 
     def metadata(self) -> dict[str, Any]:
-        return {"properties": {"title": self.title},
+        return {"properties": {"title": self.title, "locale": self.locale},
                 "sheets": [{"properties": {"sheetId": t.gid, "title": t.title, "index": i, "sheetType": t.sheet_type}}
                            for i, t in enumerate(self.tabs)]}
 
@@ -138,8 +126,8 @@ class FakeSpreadsheet:
         if cells:
             m = re.fullmatch(r"([A-Z]+)(\d+)(?::([A-Z]+)(\d+))?", cells)
             assert m, cells
-            c1, r1 = _col_index(m[1]), int(m[2])
-            c2, r2 = (_col_index(m[3]), int(m[4])) if m[3] else (c1, r1)
+            c1, r1 = column_index(m[1]), int(m[2])
+            c2, r2 = (column_index(m[3]), int(m[4])) if m[3] else (c1, r1)
         else:
             c1, r1, c2, r2 = 1, 1, cols, rows
         values = [[(row[c - 1] if c <= len(row) else "") for c in range(c1, c2 + 1)]
@@ -147,7 +135,7 @@ class FakeSpreadsheet:
         values = [_trim(v) for v in values]
         while values and not values[-1]:
             values.pop()
-        answer = {"range": f"{_quote(tab.title)}!{_col_letter(c1)}{r1}:{_col_letter(c2)}{r2}", "majorDimension": "ROWS"}
+        answer = {"range": f"{_quote(tab.title)}!{column_letter(c1)}{r1}:{column_letter(c2)}{r2}", "majorDimension": "ROWS"}
         if values:
             answer["values"] = values
         return answer

@@ -182,7 +182,9 @@ def test_unknown_tab_and_column_and_a_text_cell_fail_alone(google, key_file):
         req("column", sheet="bugs", column="Amont", aggregate="sum"),        # tab title matched ignoring case
         req("text", sheet="Survey", cell="B9"),
         req("ok", sheet="Survey", cell="B7"),
+        MetricRequest(kr_id="invalid", metric={"cell": "B7", "aggregate": "sum"}, period=PERIOD, as_of=date(2026, 11, 15)),
     ])
+    assert error_of(results["invalid"]).startswith("invalid metric: `aggregate:` and `where:` only go with `column:`")
     assert error_of(results["tab"]) == ("Google Sheet \"OKR metrics\": no tab 'Bugz': check `sheet:`; "
                                         "the tabs are 'Survey', 'Bugs', 'Q4 plan'")
     assert 'no column "Amont" in header row 1 on sheet \'Bugs\'; did you mean "Amount"?' in error_of(results["column"])
@@ -195,7 +197,7 @@ def test_not_shared_names_the_service_account(google, key_file):
     google.fail("GET", f"{API}/{SA_ID}", 403, api_error(403, "The caller does not have permission", "PERMISSION_DENIED"))
     results = google.measure(sa_source(key_file), [req("a", cell="B7"), req("b", cell="B8")])
     message = error_of(results["a"])
-    assert message == (f"the spreadsheet is not shared with the service account {CLIENT_EMAIL}: open it in Google "
+    assert message == (f"Google Sheet 1SaSheetAb… is not shared with the service account {CLIENT_EMAIL}: open it in Google "
                        f"Sheets, click Share and add {CLIENT_EMAIL} as a Viewer")
     assert error_of(results["b"]) == message and "\n" not in message
 
@@ -223,7 +225,8 @@ def test_quota_429_is_retried_with_backoff_then_reported_clearly(google, key_fil
     results = google.measure(sa_source(key_file), [req("a", cell="B7")])
     message = error_of(results["a"])
     assert isinstance(results["a"], RetriableSourceError)
-    assert "read quota is used up (HTTP 429 (Quota exceeded for quota metric 'Read requests'" in message
+    assert message.startswith("Google Sheet 1SaSheetAb…, reading the values: Google's read quota is used up "
+                              "(HTTP 429: Quota exceeded for quota metric 'Read requests'")
     assert message.endswith(f"gave up after {_gsheets_client.ATTEMPTS} attempts: run again later")
     assert waits == [2, 4, 8, 16, 32]                                    # bounded exponential backoff
     assert len(google.calls("batchGet")) == _gsheets_client.ATTEMPTS    # no retries stacked under ours
@@ -310,6 +313,25 @@ def test_secrets_never_reach_logs_errors_or_results(google, key_file, monkeypatc
     assert CANARY_TOKEN not in seen
     assert not [line for line in key_lines if line in seen]
 
+def test_a_decimal_comma_locale_must_be_said_and_is_then_read_right(google, key_file):
+    german = FakeSpreadsheet(SA_ID, "Kennzahlen", [FakeTab(0, "Umsatz", [
+        ["Team", "Betrag"], ["Zahlungen", "1.234,5"], ["Suche", "1,234"], ["Zahlungen", "12,5 %"], ["Zahlungen", "2.000 €"]])],
+        locale="de_DE")
+    google.fake.spreadsheets[SA_ID] = german
+    asked = [req("sum", column="Betrag", aggregate="sum", where={"Team": "Zahlungen"}), req("b3", cell="B3")]
+    unsaid = google.measure(sa_source(key_file), asked)
+    assert error_of(unsaid["sum"]) == ("Google Sheet \"Kennzahlen\" is in locale de_DE, which shows decimals with a "
+                                       "comma: add `decimal: comma` to the source (or `decimal: point` if its numbers "
+                                       "are written 1,234.5)")
+    assert len(google.calls("batchGet")) == 0                   # refused before reading a value that could be misread
+    said = measure(sa_source(key_file, decimal="comma"), asked)
+    assert value_of(said["sum"]) == pytest.approx(1234.5 + 12.5 + 2000) and value_of(said["b3"]) == pytest.approx(1.234)
+    assert value_of(measure(sa_source(key_file, decimal="point"), [req("b3", cell="B3")])["b3"]) == 1234
+    google.fake.spreadsheets[PUBLIC_ID] = FakeSpreadsheet(PUBLIC_ID, "", german.tabs)     # public: said, never guessed
+    assert value_of(measure(public_source(PUBLIC_ID, decimal="comma"), asked[:1])["sum"]) == pytest.approx(1234.5 + 12.5 + 2000)
+    assert google_sheets.writes_decimal_comma("fr_FR") and not google_sheets.writes_decimal_comma("de_CH")
+    assert not google_sheets.writes_decimal_comma("en_US") and not google_sheets.writes_decimal_comma("es_MX")
+
 # ---------------------------------------------------------------------------- public sheets
 
 
@@ -339,7 +361,7 @@ def test_not_public_sign_in_page_says_how_to_share(google):
     google.fake.public.clear()                  # Google redirects to its sign-in page instead of sending CSV
     results = google.measure(public_source(tabs=PUBLIC_TABS), [req("a", sheet="Survey", cell="B7"),
                                                                 req("b", sheet="Bugs", column="Amount", aggregate="sum")])
-    expected = ("the spreadsheet is not public: Google answered with a sign-in page instead of CSV. Share it as "
+    expected = ("Google Sheet 1PubSheetA… is not public: Google answered with a sign-in page instead of CSV. Share it as "
                 "\"Anyone with the link: Viewer\" (Share > General access), or give the source a `service_account:` "
                 "and share the sheet with that account")
     assert error_of(results["a"]) == expected and error_of(results["b"]) == expected
@@ -349,7 +371,7 @@ def test_not_public_sign_in_page_says_how_to_share(google):
 def test_not_public_as_a_200_html_page_and_not_found(google):
     google.fail("GET", f"https://docs.google.com/spreadsheets/d/{PUBLIC_ID}/export", 200, content_type="text/html")
     html = google.measure(public_source(), [req("a", cell="B7")])
-    assert error_of(html["a"]).startswith("the spreadsheet is not public")
+    assert error_of(html["a"]).startswith("Google Sheet 1PubSheetA… is not public")
     missing = measure(public_source("1NoSuchSheetAbCdEfGhIjKlMnOpQrStUvWxYz0123"), [req("a", cell="B7")])
     assert error_of(missing["a"]).startswith("spreadsheet 1NoSuchSheetAbCdEfGhIjKlMnOpQrStUvWxYz0123 not found")
 
@@ -364,7 +386,7 @@ def test_public_unknown_tab_explains_tabs_and_bad_gid_fails_alone(google):
         "Google Sheet 1PubSheetA…: no tab 'Bugs' in the source's `tabs:`; the tabs listed are 'Survey', 'Old'. "
         "A public sheet is read tab by tab through its CSV export, which needs the tab's gid")
     assert "add `tabs: {Bugs: <gid>}` to the source" in error_of(results["named"])
-    assert error_of(results["gone"]).startswith("Google could not export tab gid=42 (HTTP 400)")
+    assert error_of(results["gone"]).startswith("Google Sheet 1PubSheetA…: Google could not export tab gid=42 (HTTP 400)")
     assert value_of(results["ok"]) == 45
 
 
@@ -402,6 +424,7 @@ def test_config_mistakes_say_how_to_fix_them(settings, message):
 
 def test_config_loads_from_yaml_with_relative_key_path_and_hidden_endpoints(tmp_path, key_file, write_config):
     from okrsync.config import json_schema, load_plan
+    from okrsync.errors import ConfigError
 
     config = write_config(f"""
 period: 2026-Q4
@@ -415,7 +438,6 @@ objectives:
       - {{id: nps, title: NPS, source: kpis, metric: {{sheet: Survey, cell: B7}}, target: 50}}
       - {{id: x, title: X, source: kpis, metric: {{sheet: Bugs, cell: B7, aggregate: sum}}, target: 5}}
 """)
-    from okrsync.errors import ConfigError
     with pytest.raises(ConfigError) as caught:
         load_plan([config])
     issues = [str(i) for i in caught.value.issues]
@@ -424,10 +446,10 @@ objectives:
     ok = config.read_text().replace("\n  broken:", "\n  #broken:").replace("cell: B7, aggregate: sum", "cell: B8")
     plan = load_plan([write_config(ok, "ok.yaml")])
     assert plan.sources["kpis"].config.service_account == key_file
-    sheets_schema = json_schema()["$defs"]["SourceConfig"] if "SourceConfig" in json_schema()["$defs"] else None
-    dumped = json.dumps(json_schema())
-    assert "google_sheets" in dumped and "api_base" not in dumped and "export_base" not in dumped
-    assert sheets_schema is None or "spreadsheet" in json.dumps(sheets_schema)
+    schema = json_schema()
+    sheets = next(d for name, d in schema["$defs"].items() if name.endswith("google_sheets__SourceConfig"))
+    assert set(sheets["properties"]) == {"type", "spreadsheet", "service_account", "tabs", "header_row", "decimal"}
+    assert "api_base" not in json.dumps(schema) and "export_base" not in json.dumps(schema)   # test-only endpoints
 
 # ---------------------------------------------------------------------------- end to end
 
