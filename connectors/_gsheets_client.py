@@ -111,7 +111,8 @@ def _asks_too_long(state: RetryCallState) -> bool:
 def _log_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0
-    logger.info("Google Sheets: %s; retrying in %.0f s (attempt %d of %d)", error, wait, state.attempt_number + 1, ATTEMPTS)
+    logger.info("Google Sheets: %s; retrying in %.0f s (attempt %d of %d)",
+                error, wait, state.attempt_number + 1, ATTEMPTS)
 
 
 def with_retries(call: Callable[[], T]) -> T:
@@ -211,11 +212,18 @@ class SheetsApi:
             raise SourceError(f"{key_label} is not a usable service-account key (its private_key could not be read): "
                               "download a new JSON key in the Google Cloud console (IAM & Admin > Service accounts > "
                               "Keys > Add key)") from None
-        self._token_request = google.auth.transport.requests.Request(self.counter.watch(requests.Session()))
-        session = google.auth.transport.requests.AuthorizedSession(self.credentials, auth_request=self._token_request)
-        session.headers["User-Agent"] = USER_AGENT
-        self.http = gspread.Client(auth=self.credentials, session=self.counter.watch(session)).http_client
+        self._token_session = self.counter.watch(requests.Session())
+        self._token_request = google.auth.transport.requests.Request(self._token_session)
+        self._session = google.auth.transport.requests.AuthorizedSession(self.credentials,
+                                                                         auth_request=self._token_request)
+        self._session.headers["User-Agent"] = USER_AGENT
+        self.http = gspread.Client(auth=self.credentials, session=self.counter.watch(self._session)).http_client
         self.http.set_timeout(TIMEOUT)
+
+    def close(self) -> None:
+        """Release the connections."""
+        self._session.close()
+        self._token_session.close()
 
     def authorize(self) -> None:
         """Get an access token now, so a refused key is reported as such (google-auth retries this call itself)."""
@@ -230,8 +238,9 @@ class SheetsApi:
                               f"{': ' + description if description else ''}): the key may have been deleted or the "
                               "account disabled; create a new JSON key in the Google Cloud console") from None
         except google.auth.exceptions.TransportError as exc:
-            raise RetriableSourceError(f"could not reach Google's token endpoint ({type(exc.__cause__ or exc).__name__}): "
-                                       "check the network and run again") from None
+            cause = type(exc.__cause__ or exc).__name__
+            raise RetriableSourceError(f"could not reach Google's token endpoint ({cause}): check the network and "
+                                       "run again") from None
 
     def spreadsheet(self) -> Spreadsheet:
         """The spreadsheet's title, locale and tabs (one call: spreadsheets.get with a field mask)."""
@@ -278,9 +287,9 @@ class SheetsApi:
         if status == 403 and ("SERVICE_DISABLED" in response.text or "has not been used" in message
                               or "is disabled" in message):
             link = re.search(r"https://console\.(?:developers|cloud)\.google\.com/\S+", message)
+            where = f"at {link.group(0).rstrip('.')}" if link else "(APIs & Services > Library)"
             return SourceError(f"the Google Sheets API is not enabled in the Google Cloud project of {email}: "
-                               f"enable it{' at ' + link.group(0).rstrip('.') if link else ' (APIs & Services > Library)'}"
-                               ", wait a few minutes and run again")
+                               f"enable it {where}, wait a few minutes and run again")
         if status == 403:
             return SourceError(f"{self.label} is not shared with the service account {email}: open it in Google "
                                f"Sheets, click Share and add {email} as a Viewer")
@@ -343,8 +352,8 @@ def export_csv(session: requests.Session, spreadsheet_id: str, gid: int | None, 
         raise SourceError(f"spreadsheet {spreadsheet_id} not found: check `spreadsheet:` (copy the URL from the "
                           "browser's address bar)")
     if response.status_code == 400:
-        raise TabNotExported(f"{label}: Google could not export {tab} (HTTP 400): check the gid, the number after #gid= in "
-                             "the address bar when that tab is open")
+        raise TabNotExported(f"{label}: Google could not export {tab} (HTTP 400): check the gid, the number after "
+                             "#gid= in the address bar when that tab is open")
     if response.status_code in (401, 403) or _sign_in_page(response):
         raise SourceError(f"{label} is not public: Google answered with a sign-in page instead of CSV. "
                           "Share it as \"Anyone with the link: Viewer\" (Share > General access), or give the source "

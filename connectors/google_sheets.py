@@ -25,7 +25,7 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -172,7 +172,8 @@ def _parse_key(text: str, label: str) -> dict[str, Any]:
 
 def _read_key_file(path: Path, label: str) -> dict[str, Any]:
     if not path.exists():
-        raise SourceError(f"{label} not found: check `service_account:` (relative paths are relative to the config file)")
+        raise SourceError(f"{label} not found: check `service_account:` (relative paths are relative to the "
+                          "config file)")
     if not path.is_file():
         raise SourceError(f"{label} is a folder, not a file: check `service_account:`")
     try:
@@ -224,11 +225,12 @@ def _link(spreadsheet_id: str, gid: int | None, cell: str | None) -> str:
 
 def writes_decimal_comma(locale: str) -> bool:
     """True for a spreadsheet locale (e.g. de_DE) whose numbers show a decimal comma."""
-    return locale in _COMMA_SPANISH or (locale.split("_")[0].lower() in _COMMA_LANGUAGES and locale not in _POINT_LOCALES)
+    language = locale.split("_")[0].lower()
+    return locale in _COMMA_SPANISH or (language in _COMMA_LANGUAGES and locale not in _POINT_LOCALES)
 
 
 def _from_decimal_comma(value: Any) -> Any:
-    """A number shown with a decimal comma (1.234,5 or 12,5 %) rewritten with a point (1,234.5); other values as they are."""
+    """A number shown with a decimal comma (1.234,5; 12,5 %) written with a point (1,234.5); other values unchanged."""
     if isinstance(value, str) and any(c.isdigit() for c in value) and not any(c.isalpha() for c in value):
         swapped = value.translate(_SWAP_SEPARATORS)
         try:
@@ -305,13 +307,21 @@ def _with_service_account(source: SourceConfig, metrics: dict[str, Metric], coun
     assert source.service_account is not None
     info, key_label = _key_info(source.service_account)
     api = SheetsApi(info, source.spreadsheet_id, api_base=source.api_base, counter=counter, key_label=key_label)
+    try:
+        return _read_with(api, source, metrics)
+    finally:
+        api.close()
+
+
+def _read_with(api: SheetsApi, source: SourceConfig, metrics: dict[str, Metric]
+               ) -> tuple[dict[str, Answer | SourceError], dict[str, int | None]]:
     api.authorize()
     sheet = api.spreadsheet()
     tabs = sheet.tabs
     name = f'Google Sheet "{sheet.title}"' if sheet.title else sheet_label(source.spreadsheet_id)
     if source.decimal is None and writes_decimal_comma(sheet.locale):
-        raise SourceError(f"{name} is in locale {sheet.locale}, which shows decimals with a comma: add `decimal: comma` "
-                          "to the source (or `decimal: point` if its numbers are written 1,234.5)")
+        raise SourceError(f"{name} is in locale {sheet.locale}, which shows decimals with a comma: add "
+                          "`decimal: comma` to the source (or `decimal: point` if its numbers are written 1,234.5)")
     answers: dict[str, Answer | SourceError] = {}
     groups: dict[int, list[str]] = {}
     by_gid = {tab.gid: tab for tab in tabs}
@@ -359,12 +369,23 @@ def _public(source: SourceConfig, metrics: dict[str, Metric], counter: CallCount
             continue
         groups.setdefault(tabs[title], []).append(kr_id)
     gids: dict[str, int | None] = {kr_id: gid for gid, kr_ids in groups.items() for kr_id in kr_ids}
-    session = public_session(counter)
+    with public_session(counter) as session:
+        def fetch(gid: int | None) -> str:
+            return export_csv(session, source.spreadsheet_id, gid, export_base=source.export_base)
+        answers.update(_export_tabs(fetch, source, metrics, groups, name, title_of))
+    return answers, gids
+
+
+def _export_tabs(fetch: Callable[[int | None], str], source: SourceConfig, metrics: dict[str, Metric],
+                 groups: dict[int | None, list[str]], name: str, title_of: dict[int, str]
+                 ) -> dict[str, Answer | SourceError]:
+    """Read each tab's CSV export once; a spreadsheet-wide failure stops asking for the other tabs."""
+    answers: dict[str, Answer | SourceError] = {}
     failed: SourceError | None = None
     for gid, kr_ids in groups.items():
         if failed is None:
             try:
-                text = export_csv(session, source.spreadsheet_id, gid, export_base=source.export_base)
+                text = fetch(gid)
             except TabNotExported as error:
                 answers.update({kr_id: error for kr_id in kr_ids})
                 continue
@@ -376,7 +397,7 @@ def _public(source: SourceConfig, metrics: dict[str, Metric], counter: CallCount
         scan = _scan(source, SheetLabel(name, title_of.get(gid) if gid is not None else None), metrics, kr_ids)
         _feed_rows(scan, csv.reader(io.StringIO(text, newline="")))
         answers.update(scan.finish())
-    return answers, gids
+    return answers
 
 # ---------------------------------------------------------------------------- public
 
