@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import requests
 from jira import JIRA, JIRAError
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from okrsync.errors import RetriableSourceError, SourceError
 

@@ -19,6 +19,7 @@ are asked once; a count of a query whose issues are read anyway costs nothing mo
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal
 from urllib.parse import urlsplit
@@ -227,14 +228,23 @@ def _value(metric: Metric, field: JiraField | None, get: Callable[[Key], Any]) -
 
 
 class _Batch:
-    """One source's key results in one run: plan the distinct queries, ask each once, compose."""
+    """One source's key results in one run: plan the distinct queries, ask each once, compose.
+
+    A key result needs queries (`_keys`); a query whose issues are read ("scan") also answers
+    the counts of the same condition, so those are not asked. Each distinct query is asked
+    once, its calls recorded; a failed query fails only the key results that need it.
+    """
 
     def __init__(self, api: JiraApi, url: str, metrics: dict[str, Metric]):
         self.api = api
         self.url = url
         self.metrics = metrics
-        self.fields: dict[str, JiraField] = {}
+        self.fields: dict[str, JiraField] = {}                 # kr_id -> the field it reads
         self.results: dict[str, Measurement | SourceError] = {}
+        self.keys: dict[str, list[Key]] = {}                   # kr_id -> its queries
+        self.scans: dict[str, set[str]] = {}                   # condition read issue by issue -> field ids
+        self.answers: dict[Key, Any] = {}                      # int, ScanTotals or SourceError
+        self.spent: dict[Key, int] = {}                        # calls each query took
 
     def run(self) -> dict[str, Measurement | SourceError]:
         try:
@@ -242,50 +252,10 @@ class _Batch:
         except SourceError as error:
             return {kr_id: error for kr_id in self.metrics}
         self._resolve_fields()
-        live = {k: m for k, m in self.metrics.items() if k not in self.results}
-        keys = {k: _keys(m) for k, m in live.items()}
-        scans: dict[str, set[str]] = {}
-        for kr_id, metric in live.items():
-            if keys[kr_id][0][0] == "scan":
-                scans.setdefault(keys[kr_id][0][1], set()).add(self.fields[kr_id].id)
-        with_status = {condition_of(m.jql or "") for m in live.values() if m.kind == "percent_done"} & set(scans)
-
-        def served_by(key: Key) -> Key:          # a count of a query read anyway comes from its issues
-            return ("scan", key[1]) if key[1] in scans else key
-
-        answers: dict[Key, Any] = {}
-        spent: dict[Key, int] = {}
-        for key in dict.fromkeys(served_by(k) for kr_keys in keys.values() for k in kr_keys):
-            before = self.api.calls
-            try:
-                answers[key] = self._ask(key, scans.get(key[1], set()), key[1] in with_status)
-            except SourceError as error:
-                answers[key] = error
-            spent[key] = self.api.calls - before
-
-        def get(key: Key) -> Any:
-            answer = answers[served_by(key)]
-            if isinstance(answer, SourceError):
-                raise answer
-            if isinstance(answer, ScanTotals) and key[0] != "scan":
-                return answer.done if key[0] == "done" else answer.issues
-            return answer
-
-        observed_at = datetime.now(timezone.utc)
-        owner: dict[Key, str] = {}
-        for kr_id, metric in live.items():
-            for key in keys[kr_id]:
-                owner.setdefault(served_by(key), kr_id)
-            field = self.fields.get(kr_id)
-            try:
-                value = _value(metric, field, get)
-            except SourceError as error:
-                self.results[kr_id] = error
-                continue
-            link = navigator_link(self.url, metric.jql_total if metric.kind == "ratio" else metric.jql or "")
-            self.results[kr_id] = Measurement(value=value, link=link, query=_describe(metric, field),
-                                              observed_at=observed_at)
-        return self._charge(owner, spent)
+        self._plan()
+        self._ask_all()
+        self._compose()
+        return self._charge()
 
     def _resolve_fields(self) -> None:
         """Field names -> ids, from one field-list call, only if some metric names a field."""
@@ -303,35 +273,76 @@ class _Batch:
             except SourceError as error:
                 self.results[kr_id] = error
 
-    def _ask(self, key: Key, field_ids: set[str], status: bool) -> Any:
+    def _plan(self) -> None:
+        self.keys = {k: _keys(m) for k, m in self.metrics.items() if k not in self.results}
+        for kr_id, keys in self.keys.items():
+            if keys[0][0] == "scan":
+                self.scans.setdefault(keys[0][1], set()).add(self.fields[kr_id].id)
+
+    def _served_by(self, key: Key) -> Key:
+        """The query that answers `key`: a count of a condition read anyway comes from its issues."""
+        return ("scan", key[1]) if key[1] in self.scans else key
+
+    def _ask_all(self) -> None:
+        done_wanted = {condition_of(self.metrics[k].jql or "") for k in self.keys if self.metrics[k].kind == "percent_done"}
+        for key in dict.fromkeys(self._served_by(k) for keys in self.keys.values() for k in keys):
+            before = self.api.calls
+            try:
+                self.answers[key] = self._ask(key, key[1] in done_wanted)
+            except SourceError as error:
+                self.answers[key] = error
+            self.spent[key] = self.api.calls - before
+
+    def _ask(self, key: Key, with_status: bool) -> Any:
         kind, where = key
         if kind == "count":
             return self.api.count(where)
         if kind == "done":
             return self.api.count(done_jql(where))
-        totals = ScanTotals(tuple(sorted(field_ids)))
-        for page in self.api.pages(where, list(totals.field_ids) + (["status"] if status else [])):
+        totals = ScanTotals(tuple(sorted(self.scans[where])))
+        for page in self.api.pages(where, list(totals.field_ids) + (["status"] if with_status else [])):
             totals.feed(page)
         logger.debug("read %d issues for %r", totals.issues, where)
         return totals
 
-    def _charge(self, owner: dict[Key, str], spent: dict[Key, int]) -> dict[str, Measurement | SourceError]:
-        """Give each query's calls to the first key result that used it; what is left (serverInfo,
+    def _get(self, key: Key) -> Any:
+        answer = self.answers[self._served_by(key)]
+        if isinstance(answer, SourceError):
+            raise answer
+        if isinstance(answer, ScanTotals) and key[0] != "scan":
+            return answer.done if key[0] == "done" else answer.issues
+        return answer
+
+    def _compose(self) -> None:
+        observed_at = datetime.now(timezone.utc)
+        for kr_id, keys in self.keys.items():
+            metric, field = self.metrics[kr_id], self.fields.get(kr_id)
+            try:
+                value = _value(metric, field, self._get)
+            except SourceError as error:
+                self.results[kr_id] = error
+                continue
+            link = navigator_link(self.url, (metric.jql_total if metric.kind == "ratio" else metric.jql) or "")
+            self.results[kr_id] = Measurement(value=value, link=link, query=_describe(metric, field),
+                                              observed_at=observed_at)
+
+    def _charge(self) -> dict[str, Measurement | SourceError]:
+        """Give each query's calls to the first key result that needs it; what is left (serverInfo,
         the field list, calls behind failed key results) to the first measured one."""
         measured = [k for k in self.metrics if isinstance(self.results.get(k), Measurement)]
         if not measured:
             return self.results
+        owner: dict[Key, str] = {}
+        for kr_id, keys in self.keys.items():
+            for key in keys:
+                owner.setdefault(self._served_by(key), kr_id)
         charged = dict.fromkeys(measured, 0)
-        for key, calls in spent.items():
-            kr_id = owner.get(key)
-            if kr_id in charged:
-                charged[kr_id] += calls
+        for key, calls in self.spent.items():
+            if owner.get(key) in charged:
+                charged[owner[key]] += calls
         charged[measured[0]] += self.api.calls - sum(charged.values())
         for kr_id, calls in charged.items():
-            m = self.results[kr_id]
-            assert isinstance(m, Measurement)
-            self.results[kr_id] = Measurement(value=m.value, link=m.link, query=m.query, observed_at=m.observed_at,
-                                              calls=calls, note=m.note)
+            self.results[kr_id] = replace(self.results[kr_id], calls=calls)
         return self.results
 
 # ---------------------------------------------------------------------------- public

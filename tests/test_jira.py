@@ -450,7 +450,7 @@ def test_token_value_never_appears_in_messages_logs_or_output(rsps, waits, caplo
     rsps.get(f"{CLOUD}{API}/field", json=FIELDS)
     count_url = f"{CLOUD}{API}/search/approximate-count"
     rsps.post(count_url, match=[matchers.json_params_matcher({"jql": "bad jql"})], status=400,
-              json=errors(f"Error in the JQL Query: Expecting operator but got 'jql'."))
+              json=errors("Error in the JQL Query: Expecting operator but got 'jql'."))
     rsps.post(count_url, match=[matchers.json_params_matcher({"jql": "project = SLOW"})],
               body=requests.exceptions.ReadTimeout("timed out"))
     rsps.post(count_url, match=[matchers.json_params_matcher({"jql": "project = LIMIT"})], status=429,
