@@ -302,7 +302,9 @@ def explain(error: dict[str, Any], model: type[BaseModel] | None = None) -> str:
         return f"`{name}` is {given!r}: {error['msg'].lower()}"
     message = str(error.get("msg", "invalid value"))
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    return f"`{name}`: {message}" if name not in message else message
+    if not any(isinstance(p, str) for p in loc) or name in message:  # a model-level check names its own keys
+        return message
+    return f"`{name}`: {message}"
 
 # ---------------------------------------------------------------------------- loading
 
