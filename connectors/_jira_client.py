@@ -148,7 +148,7 @@ def _what_body(response: requests.Response | None) -> str:
         return "an HTML page"
     if not response.content:
         return "an empty answer"
-    return f"a {kind} answer" if kind else "an answer that is not JSON"
+    return f"an answer of type {kind}" if kind else "an answer that is not JSON"
 
 # ---------------------------------------------------------------------------- client
 
