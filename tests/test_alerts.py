@@ -1,0 +1,370 @@
+"""Alerts: the decisions (pure, frozen clock), the webhook connector (responses), and end to end
+through the real flow under Prefect's harness, posting to a local receiver on 127.0.0.1 whose
+URL lives in a Prefect Secret block stored by `okr-sync secret set`."""
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import requests
+import responses
+from pydantic import SecretStr
+
+from conftest import EXAMPLE
+from connectors import webhook
+from connectors.sql_store import open_store
+from connectors.webhook import WebhookError, post_json
+from flows.sync import sync_okrs  # at import: Prefect sets up logging now, not later over caplog's handler
+from okrsync.alerts import (
+    ALERT_KINDS,
+    Alert,
+    Observation,
+    Watch,
+    decide,
+    format_duration,
+    parse_duration,
+    slack_payload,
+)
+from webhook_receiver import WebhookReceiver
+
+T0 = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
+CANARY = "CANARY-7f3a9c-webhook-path"
+
+
+def obs(**kw) -> Observation:
+    base = dict(kr_id="nps", title="Raise NPS", source="survey", target=45.0, value=38.0, status="on_track",
+                progress=0.53, stale_after=timedelta(days=2))
+    return Observation(**{**base, **kw})
+
+
+def run(watch: Watch | None, observation: Observation, moment: datetime, kinds=ALERT_KINDS) -> tuple[Watch, list[str]]:
+    new, alerts = decide(watch, observation, moment, frozenset(kinds))
+    return new, [a.kind for a in alerts]
+
+# ---------------------------------------------------------------------------- decisions
+
+
+def test_first_observation_sets_the_baseline_and_sends_nothing():
+    watch, kinds = run(None, obs(status="off_track"), T0)
+    assert kinds == [] and watch.status == "off_track" and watch.last_success_at == T0 and watch.first_seen_at == T0
+
+
+def test_status_change_alerts_once_per_change():
+    w, _ = run(None, obs(), T0)
+    w, kinds = run(w, obs(), T0 + HOUR)
+    assert kinds == []
+    w, alerts = decide(w, obs(value=33.0, status="off_track", progress=0.2), T0 + 2 * HOUR)
+    assert [(a.kind, a.status) for a in alerts] == [("status_change", "off_track")]
+    assert alerts[0].message == "*nps* (Raise NPS): on_track → off_track; now 33 (target 45, 20% of the way)"
+    w, kinds = run(w, obs(value=33.0, status="off_track"), T0 + 3 * HOUR)
+    assert kinds == []
+    w, kinds = run(w, obs(value=45.0, status="done"), T0 + 4 * HOUR)
+    assert kinds == ["target_reached"]
+    _, kinds = run(w, obs(value=44.0, status="at_risk"), T0 + 5 * HOUR)
+    assert kinds == ["status_change"]          # falling back from done is a change too
+
+
+def test_source_failing_twice_in_a_row_alerts_once_per_streak_then_recovery():
+    w, _ = run(None, obs(), T0)
+    w, kinds = run(w, obs(error="HTTP 503 from Jira", value=None, status=None), T0 + HOUR)
+    assert kinds == [] and w.failure_streak == 1 and w.status == "on_track"      # one failure: not yet
+    w, alerts = decide(w, obs(error="HTTP 503 from Jira", value=None, status=None), T0 + 2 * HOUR)
+    assert [a.message for a in alerts] == ["*nps* (Raise NPS): source `survey` failed 2 runs in a row: HTTP 503 from Jira"]
+    w, kinds = run(w, obs(error="HTTP 503 from Jira", value=None, status=None), T0 + 3 * HOUR)
+    assert kinds == [] and w.failure_streak == 3
+    w, kinds = run(w, obs(), T0 + 4 * HOUR)
+    assert kinds == ["recovered"] and w.failure_streak == 0 and not w.failing_alerted
+    w, kinds = run(w, obs(error="timeout", value=None, status=None), T0 + 5 * HOUR)
+    w, kinds = run(w, obs(error="timeout", value=None, status=None), T0 + 6 * HOUR)
+    assert kinds == ["source_failing"]          # a new streak alerts again
+
+
+def test_stale_after_a_gap_without_success_alerts_once():
+    w, _ = run(None, obs(), T0)
+    w, alerts = decide(w, obs(error="file not found", value=None, status=None), T0 + timedelta(days=3))
+    assert [a.kind for a in alerts] == ["stale"]             # the first failure, but three days late
+    assert alerts[0].message == ("*nps* (Raise NPS): no successful update for 3d (stale after 2d); last value 38 "
+                                 "at 2026-11-20 12:00 UTC; latest error: file not found")
+    w, kinds = run(w, obs(error="file not found", value=None, status=None), T0 + timedelta(days=3, hours=1))
+    assert kinds == ["source_failing"]                      # not stale again
+    _, kinds = run(w, obs(error="file not found", value=None, status=None, stale_after=None), T0 + timedelta(days=9))
+    assert kinds == []
+
+
+def test_never_measured_key_result_goes_stale_from_when_it_was_first_seen():
+    w, kinds = run(None, obs(error="no such sheet", value=None, status=None, stale_after=timedelta(hours=36)), T0)
+    assert kinds == [] and w.last_success_at is None
+    _, alerts = decide(w, obs(error="no such sheet", value=None, status=None, stale_after=timedelta(hours=36)),
+                       T0 + timedelta(hours=37))
+    assert sorted(a.kind for a in alerts) == ["source_failing", "stale"]
+    assert "never measured" in [a for a in alerts if a.kind == "stale"][0].message
+
+
+def test_only_the_kinds_asked_for_are_sent_but_state_still_moves():
+    w, _ = run(None, obs(), T0, kinds=["stale"])
+    w, kinds = run(w, obs(value=33.0, status="off_track"), T0 + HOUR, kinds=["stale"])
+    assert kinds == [] and w.status == "off_track"
+    w, kinds = run(w, obs(error="x", value=None, status=None), T0 + 2 * HOUR, kinds=["stale", "recovered"])
+    w, kinds = run(w, obs(error="x", value=None, status=None), T0 + 3 * HOUR, kinds=["stale", "recovered"])
+    _, kinds = run(w, obs(), T0 + 4 * HOUR, kinds=["stale", "recovered"])
+    assert kinds == []       # no recovery message for a failure nobody was told about
+
+
+def test_a_back_dated_run_changes_nothing():
+    w, _ = run(None, obs(), T0)
+    again, kinds = run(w, obs(value=10.0, status="off_track"), T0 - timedelta(days=5))
+    assert again == w and kinds == []
+
+
+def test_payload_is_slack_text_with_failures_first():
+    payload = slack_payload([Alert("a", "target_reached", "A reached", "done"),
+                             Alert("b", "status_change", "B slipped", "at_risk"),
+                             Alert("c", "source_failing", "C failing")], "okr-sync · team.yaml · 3 alerts")
+    assert payload == {"text": "*okr-sync · team.yaml · 3 alerts*\n:x: C failing\n"
+                               ":large_yellow_circle: B slipped\n:tada: A reached"}
+
+
+@pytest.mark.parametrize("text, expected", [("90m", timedelta(minutes=90)), ("36h", timedelta(hours=36)),
+                                            ("2d", timedelta(days=2)), ("1w", timedelta(weeks=1)),
+                                            ("1d 12h", timedelta(hours=36)), ("2 days", timedelta(days=2))])
+def test_durations(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2", "2x", "0h", "1mo", ""])
+def test_bad_durations_say_how_to_write_one(text):
+    with pytest.raises(ValueError, match="write e.g. 90m, 36h, 2d or 1w|longer than zero"):
+        parse_duration(text)
+
+
+def test_format_duration():
+    assert [format_duration(d) for d in (timedelta(days=3, hours=4, minutes=5), timedelta(minutes=45))] == ["3d 4h", "45min"]
+
+# ---------------------------------------------------------------------------- the webhook connector
+
+HOOK = "https://hooks.slack.com/services/T000/B000/" + CANARY
+WHERE = "environment variable OKR_SYNC_WEBHOOK"
+
+
+@pytest.fixture
+def waits(monkeypatch) -> list[float]:
+    asked: list[float] = []
+    monkeypatch.setattr(webhook, "_sleep", asked.append)
+    return asked
+
+
+@responses.activate
+def test_posts_json_text_once(waits):
+    responses.post(HOOK, body="ok", status=200)
+    assert post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE) == 1
+    assert json.loads(responses.calls[0].request.body) == {"text": "hi"}
+    assert responses.calls[0].request.headers["Content-Type"].startswith("application/json")
+    assert waits == []
+
+
+@responses.activate
+def test_rate_limit_waits_as_long_as_retry_after_says(waits):
+    responses.post(HOOK, body="rate_limited", status=429, headers={"Retry-After": "7"})
+    responses.post(HOOK, body="ok", status=200)
+    assert post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE) == 2
+    assert waits == [7.0]
+
+
+@responses.activate
+def test_server_errors_back_off_and_give_up_bounded(waits):
+    for _ in range(webhook.MAX_ATTEMPTS):
+        responses.post(HOOK, body="rollup_error", status=500)
+    with pytest.raises(WebhookError) as error:
+        post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE)
+    assert error.value.calls == webhook.MAX_ATTEMPTS == len(responses.calls)
+    assert waits == [2.0, 4.0, 8.0]
+    assert str(error.value) == (f"the alert webhook in {WHERE} failed 4 times (HTTP 500 rollup_error); "
+                                "the alerts stay queued for the next run")
+
+
+@pytest.mark.parametrize("status, body, fix", [
+    (404, "channel_not_found", "the webhook or its channel no longer exists"),
+    (410, "channel_is_archived", "the webhook or its channel no longer exists"),
+    (403, "action_prohibited", "the webhook may not post here"),
+    (400, "invalid_payload", "the chat service refused the message body"),
+])
+@responses.activate
+def test_refusals_are_not_retried_and_say_what_to_fix(waits, status, body, fix):
+    responses.post(HOOK, body=body, status=status)
+    with pytest.raises(WebhookError) as error:
+        post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE)
+    message = str(error.value)
+    assert message.startswith(f"the alert webhook in {WHERE} answered HTTP {status} {body}: {fix}")
+    assert message.endswith(WHERE) and CANARY not in message and "hooks.slack.com" not in message
+    assert len(responses.calls) == 1 and waits == []
+
+
+@responses.activate
+def test_connection_failures_are_retried_read_timeouts_are_not(waits):
+    responses.post(HOOK, body=requests.exceptions.ConnectionError(f"cannot reach {HOOK}"))
+    responses.post(HOOK, body="ok", status=200)
+    assert post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE) == 2 and waits == [2.0]
+    responses.post(HOOK, body=requests.exceptions.ReadTimeout(f"read timeout {HOOK}"))
+    with pytest.raises(WebhookError, match="did not answer") as error:
+        post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE)
+    assert CANARY not in str(error.value) and error.value.__cause__ is None
+
+
+def test_not_a_url_names_where_it_came_from():
+    with pytest.raises(WebhookError) as error:
+        post_json(SecretStr("hooks.slack.com/" + CANARY), {"text": "hi"}, where=WHERE)
+    assert str(error.value) == (f"the alert webhook in {WHERE} is not an http(s) URL: put the webhook's full "
+                                "https://... address there")
+
+# ---------------------------------------------------------------------------- end to end
+
+TEAM = """\
+period: 2026-Q4
+notify:
+  webhook: {{secret: {block}}}
+  on: [status_change, target_reached, source_failing, stale, recovered]
+stale_after: 2d
+sources:
+  survey: {{type: spreadsheet, path: data/survey.csv}}
+objectives:
+  - id: checkout
+    title: Make checkout fast and reliable
+    key_results:
+      - id: checkout-nps
+        title: Raise checkout NPS from 30 to 45
+        source: survey
+        metric: {{cell: C7}}
+        baseline: 30
+        target: 45
+"""
+
+
+def secret_set(name: str, value: str):
+    """`okr-sync secret set NAME` as a user runs it, the value piped to stdin (the CLI in-process)."""
+    from typer.testing import CliRunner
+
+    from okrsync.cli import app
+
+    return CliRunner().invoke(app, ["secret", "set", name], input=value + "\n")
+
+
+@pytest.fixture
+def team(tmp_path: Path):
+    """A config with `notify:` whose webhook is a Prefect Secret block, and its store."""
+    def make(block: str) -> tuple[Path, str]:
+        shutil.copytree(EXAMPLE.parent / "data", tmp_path / "data")
+        config = tmp_path / "team.yaml"
+        config.write_text(TEAM.format(block=block), encoding="utf-8")
+        return config, f"sqlite:///{tmp_path / 'okr.db'}"
+    return make
+
+
+def set_nps(config: Path, value: int | str) -> None:
+    """Rewrite the survey export with this NPS score ("n/a" makes the key result fail)."""
+    (config.parent / "data" / "survey.csv").write_text(f"question,responses,score\nOverall satisfaction,412,4.1\nWould recommend,398,3.9\n"
+                          f"Checkout speed,405,3.6\nPayment options,377,4.4\nSupport,120,4.0\nNPS,398,{value}\n")
+
+
+def test_alerts_once_per_change_and_after_a_gap_without_leaking_the_webhook(prefect_harness, team, caplog, capsys):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    caplog.set_level("DEBUG")
+    with WebhookReceiver(path=f"/services/T0/B0/{CANARY}") as hook:
+        stored = secret_set("okr-alerts-hook", hook.url)
+        assert stored.exit_code == 0, stored.output
+        assert "Stored Prefect Secret block 'okr-alerts-hook'" in stored.output and CANARY not in stored.output
+        config, store = team("okr-alerts-hook")
+
+        def sync(moment: datetime) -> dict:
+            return sync_okrs(config_paths=[str(config)], store=store, as_of=moment)
+
+        results = [sync(T0)]
+        assert hook.posts == []                                    # the first run sets a baseline
+        set_nps(config, 33)                                        # on_track -> off_track
+        results.append(sync(T0 + 2 * HOUR))
+        results.append(sync(T0 + 3 * HOUR))                        # still off_track: nothing new
+        change = ("*checkout-nps* (Raise checkout NPS from 30 to 45): on_track → off_track; now 33 "
+                  "(target 45, 20% of the way)")
+        assert [p["text"] for p in hook.posts] == [f"*okr-sync · team.yaml · 1 alert*\n:red_circle: {change}"]
+        assert results[1]["alerts"] == {"alerts": [{"kr_id": "checkout-nps", "kind": "status_change", "delivered": True,
+                                                    "message": change}], "errors": [], "calls": 1}
+        assert results[2]["alerts"] == {"alerts": [], "errors": [], "calls": 0}
+        set_nps(config, 45)
+        results.append(sync(T0 + 4 * HOUR))
+        assert ":tada: *checkout-nps* (Raise checkout NPS from 30 to 45): target reached: 45 (target 45)" in hook.posts[-1]["text"]
+
+        set_nps(config, "n/a")                                     # the source breaks ...
+        results.append(sync(T0 + timedelta(days=3, hours=4)))      # ... and nobody noticed for three days
+        results.append(sync(T0 + timedelta(days=3, hours=5)))
+        set_nps(config, 45)                                        # fixed, still at target
+        results.append(sync(T0 + timedelta(days=3, hours=6)))
+        texts = [p["text"] for p in hook.posts]
+        assert len(texts) == 5, texts
+        assert texts[2].startswith("*okr-sync · team.yaml · 1 alert*\n:hourglass: *checkout-nps* (Raise checkout NPS "
+                                   "from 30 to 45): no successful update for 3d (stale after 2d); last value 45 at "
+                                   "2026-11-20 16:00 UTC; latest error:")
+        assert ":x: *checkout-nps* (Raise checkout NPS from 30 to 45): source `survey` failed 2 runs in a row:" in texts[3]
+        assert ":white_check_mark:" in texts[4] and "works again after 2 failed runs; now 45" in texts[4]
+        assert texts[4].count("\n") == 1                           # the recovery only: status is still done
+
+    with open_store(store) as s:
+        log = s.alerts("checkout-nps")
+        assert [(a.kind, a.sent_at is not None) for a in log] == [
+            ("status_change", True), ("target_reached", True), ("stale", True), ("source_failing", True),
+            ("recovered", True)]
+        assert [c.value for c in s.history("checkout-nps")] == [38, 33, 45]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["okr-sync-run", "okr-sync-summary"])))
+    # the secret never leaks: not in logs (urllib3 logs the request path at DEBUG), output,
+    # run summaries, artifacts or the store
+    assert any(r.name == "urllib3.connectionpool" and "POST" in r.getMessage() for r in caplog.records)
+    captured = capsys.readouterr()
+    assert CANARY not in caplog.text + captured.out + captured.err
+    assert CANARY not in json.dumps(results, default=str)
+    assert CANARY not in json.dumps([a.data for a in artifacts], default=str)
+    assert CANARY.encode() not in Path(store.removeprefix("sqlite:///")).read_bytes()
+
+
+def test_undelivered_alert_stays_queued_and_goes_out_with_the_next_run(prefect_harness, team, waits):
+    from prefect.blocks.system import Secret
+
+    with WebhookReceiver(path="/services/T1/B1/queued") as hook:
+        Secret(value=hook.url).save("okr-queued-hook", overwrite=True)
+        config, store = team("okr-queued-hook")
+        sync_okrs(config_paths=[str(config)], store=store, as_of=T0)
+        set_nps(config, 33)
+        hook.answers = [(503, "service_unavailable", {"Retry-After": "1"})] * webhook.MAX_ATTEMPTS
+        failed = sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + HOUR)
+        assert hook.posts == [] and failed["counts"]["failed"] == 0          # the sync itself succeeded
+        assert failed["alerts"]["alerts"][0]["delivered"] is False
+        assert failed["alerts"]["errors"] == [
+            "the alert webhook in Prefect Secret block 'okr-queued-hook' failed 4 times (HTTP 503 service_unavailable); "
+            "the alerts stay queued for the next run"]
+        assert failed["alerts"]["calls"] == webhook.MAX_ATTEMPTS and waits == [1.0, 1.0, 1.0]
+
+        later = sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + 2 * HOUR)
+        assert [a["kind"] for a in later["alerts"]["alerts"]] == ["status_change"]
+        assert len(hook.posts) == 1 and "on_track → off_track" in hook.posts[0]["text"]
+        sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + 3 * HOUR)
+        assert len(hook.posts) == 1                                          # delivered once, not again
+    with open_store(store) as s:
+        (alert,) = s.alerts()
+        assert alert.attempts == 1 and alert.sent_at is not None
+
+
+def test_missing_secret_block_does_not_fail_the_sync(prefect_harness, team):
+    config, store = team("okr-no-such-block")
+    sync_okrs(config_paths=[str(config)], store=store, as_of=T0)
+    set_nps(config, 33)
+    result = sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + HOUR)
+    assert result["counts"] == {"key_results": 1, "synced": 1, "failed": 0, "written": 1, "unchanged": 0,
+                                "kept_manual": 0}
+    assert result["alerts"]["errors"] == [
+        "Prefect Secret block 'okr-no-such-block' could not be read: create it with "
+        "`okr-sync secret set okr-no-such-block` or in the Prefect UI"]
