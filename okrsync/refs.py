@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -95,4 +96,5 @@ class SecretRef(BaseModel):
                 f"Prefect Secret block '{self.secret}' could not be read: create it with "
                 f"`okr-sync secret set {self.secret}` or in the Prefect UI"
             ) from None
-        return SecretStr(value if isinstance(value, str) else str(value))
+        # a Secret block may hold JSON (e.g. a service-account key): hand it on as JSON text
+        return SecretStr(value if isinstance(value, str) else json.dumps(value))
