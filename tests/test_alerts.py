@@ -28,6 +28,7 @@ from okrsync.alerts import (
     parse_duration,
     slack_payload,
 )
+from fast_flows import no_heartbeats  # noqa: F401 - a fixture
 from webhook_receiver import WebhookReceiver
 
 T0 = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
@@ -269,7 +270,7 @@ def set_nps(config: Path, value: int | str) -> None:
                           f"Checkout speed,405,3.6\nPayment options,377,4.4\nSupport,120,4.0\nNPS,398,{value}\n")
 
 
-def test_alerts_once_per_change_and_after_a_gap_without_leaking_the_webhook(prefect_harness, team, caplog, capsys):
+def test_alerts_once_per_change_and_after_a_gap_without_leaking_the_webhook(no_heartbeats, team, caplog, capsys):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -331,7 +332,7 @@ def test_alerts_once_per_change_and_after_a_gap_without_leaking_the_webhook(pref
     assert CANARY.encode() not in Path(store.removeprefix("sqlite:///")).read_bytes()
 
 
-def test_undelivered_alert_stays_queued_and_goes_out_with_the_next_run(prefect_harness, team, waits):
+def test_undelivered_alert_stays_queued_and_goes_out_with_the_next_run(no_heartbeats, team, waits):
     from prefect.blocks.system import Secret
 
     with WebhookReceiver(path="/services/T1/B1/queued") as hook:
@@ -358,7 +359,7 @@ def test_undelivered_alert_stays_queued_and_goes_out_with_the_next_run(prefect_h
         assert alert.attempts == 1 and alert.sent_at is not None
 
 
-def test_missing_secret_block_does_not_fail_the_sync(prefect_harness, team):
+def test_missing_secret_block_does_not_fail_the_sync(no_heartbeats, team):
     config, store = team("okr-no-such-block")
     sync_okrs(config_paths=[str(config)], store=store, as_of=T0)
     set_nps(config, 33)

@@ -26,6 +26,7 @@ import pytest
 from conftest import EXAMPLE, REPO
 from connectors.sql_store import open_store
 from flows.sync import sync_okrs  # at import, so Prefect's logging setup happens before any test
+from fast_flows import no_heartbeats  # noqa: F401 - a fixture (the in-process baseline run)
 from webhook_receiver import WebhookReceiver
 
 T = TypeVar("T")
@@ -106,7 +107,7 @@ def set_nps(team: Path, value: int) -> None:
         f"Payment options,377,4.4\nSupport,120,4.0\nNPS,398,{value}\n")
 
 
-def test_serve_runs_each_config_on_demand_with_its_schedules(prefect_harness, tmp_path):
+def test_serve_runs_each_config_on_demand_with_its_schedules(no_heartbeats, tmp_path):
     from prefect.blocks.system import Secret
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
