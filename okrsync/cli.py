@@ -116,6 +116,7 @@ def run(configs: List[Path] = ConfigArgs,
         print(json.dumps(result, indent=2, default=str))
     else:
         render.run_table(out, result)
+        _alerts_line(result.get("alerts"))
     raise typer.Exit(1 if result["counts"]["failed"] else 0)
 
 
@@ -209,6 +210,17 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
         out.print(f"Serving {len(plans)} deployment(s) against {api}; stop with Ctrl-C (schedules pause until the next start).",
                   highlight=False, soft_wrap=True)
     serve_deployments(plans, store=store, limit=limit)
+
+
+def _alerts_line(alerts: dict | None) -> None:
+    """After a run with `notify:`: which alerts went out, and why some did not."""
+    if not alerts or not (alerts["alerts"] or alerts["errors"]):
+        return
+    sent = sum(a["delivered"] for a in alerts["alerts"])
+    line = f"{sent} alert(s) sent"
+    if len(alerts["alerts"]) > sent:
+        line += f", {len(alerts['alerts']) - sent} queued for the next run"
+    out.print(line + "".join(f"; {e}" for e in alerts["errors"]), markup=False, highlight=False, soft_wrap=True)
 
 
 def _deployments_table(plans) -> None:

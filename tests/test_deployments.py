@@ -221,3 +221,46 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_it(prefect_har
         assert len(states) == 6 and all(st.last is not None and st.last.run_id for st in states.values())
         assert states["checkout-nps"].last.value == 38
     assert not (REPO / "okr-sync.db").exists()
+
+
+# ---------------------------------------------------------------------------- the commands' edges
+
+
+def cli(*args: str, stdin: str | None = None):
+    from typer.testing import CliRunner
+
+    from okrsync.cli import app
+
+    return CliRunner().invoke(app, list(args), input=stdin)
+
+
+def test_serve_check_lists_deployments_schedules_and_on_demand_key_results(tmp_path):
+    shutil.copytree(EXAMPLE.parent / "data", tmp_path / "data")
+    config = tmp_path / "growth.yaml"
+    config.write_text(EXAMPLE.read_text().replace(
+        "        target: 600                    # baseline defaults to 0\n",
+        '        target: 600\n        schedule: {cron: "30 6 * * *", timezone: Asia/Tokyo}\n'))
+    done = cli("serve", str(config), "--check")
+    assert done.exit_code == 0, done.output
+    assert "sync-okrs/growth" in done.output and "30 6 * * * (Asia/Tokyo)" in done.output
+    assert "self-serve-customers" in done.output and "on demand only (no schedule:)" in done.output
+
+
+def test_serve_refuses_a_bad_config_with_every_mistake_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("period: 2026-Q4", 'period: 2026-Q4\nschedule: {cron: "0 7 * *"}\n'
+                                               "notify: {webhook: https://hooks.slack.com/services/T/B/x}"))
+    done = cli("serve", str(bad))
+    assert done.exit_code == 2
+    assert f"{bad}:7: cron '0 7 * *' is not a valid schedule" in done.output
+    assert f"{bad}:8: `webhook`: plain-text secrets are not allowed in the config" in done.output
+    assert "Traceback" not in done.output and "hooks.slack.com" not in done.output
+
+
+@pytest.mark.parametrize("name, stdin, message", [
+    ("Jira_Token", "x", "'Jira_Token' is not a valid block name: use lowercase letters, digits and dashes, e.g. jira-token"),
+    ("jira-token", "\n", "no value given: pipe it in, e.g. `printenv MY_TOKEN | okr-sync secret set jira-token`"),
+])
+def test_secret_set_refuses_bad_names_and_empty_input(name, stdin, message):
+    done = cli("secret", "set", name, stdin=stdin)
+    assert done.exit_code == 2 and message in done.output
