@@ -203,7 +203,9 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_it(prefect_har
         assert deployment.work_pool_name == "okr-sync" and deployment.entrypoint == "flows/sync.py:sync_okrs"
         assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
         assert sorted((s.schedule.cron, s.schedule.timezone, s.parameters) for s in deployment.schedules) == [
-            ("0 * * * *", "Europe/Berlin", {"only": ["checkout-nps"]}), ("0 7 * * 1-5", "Europe/Berlin", {})]
+            ("0 * * * *", "Europe/Berlin", {"only": ["checkout-nps"]}),
+            ("0 7 * * 1-5", "Europe/Berlin", {"only": ["checkout-p95", "checkout-success", "self-serve-customers",
+                                                      "self-serve-revenue", "weekly-signups"]})]
 
     store = f"sqlite:///{tmp_path / 'okr.db'}"
     started = run_deployment("sync-okrs/example", parameters={"store": store}, timeout=0)
