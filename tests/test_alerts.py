@@ -369,3 +369,74 @@ def test_missing_secret_block_does_not_fail_the_sync(no_heartbeats, team):
     assert result["alerts"]["errors"] == [
         "Prefect Secret block 'okr-no-such-block' could not be read: create it with "
         "`okr-sync secret set okr-no-such-block` or in the Prefect UI"]
+
+# ---------------------------------------------------------------------------- the store's alert queue
+
+
+@pytest.fixture
+def kr_store(tmp_path: Path):
+    from okrsync.records import KeyResultRecord, ObjectiveRecord
+
+    url = f"sqlite:///{tmp_path / 'okr.db'}"
+    store = open_store(url)
+    store.write_sync(run_id="seed", started_at=T0, objectives=[ObjectiveRecord("o", "O")],
+                     key_results=[KeyResultRecord("nps", "o", "Raise NPS", "survey", 30, 45)],
+                     checkins=[], config_files=[], failed=0)
+    yield store, url
+    store.close()
+
+
+def queue_one(previous: dict) -> tuple[list[Watch], list[Alert]]:
+    return [Watch("nps", status="off_track", seen_at=T0)], [Alert("nps", "status_change", "nps slipped", "off_track")]
+
+
+def nothing_new(previous: dict) -> tuple[list[Watch], list[Alert]]:
+    return [previous["nps"]], []
+
+
+def test_alert_tables_appear_only_when_alerts_are_used(kr_store):
+    from sqlalchemy import create_engine, inspect
+
+    store, url = kr_store
+
+    def tables() -> set[str]:
+        engine = create_engine(url)
+        try:
+            return set(inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+
+    assert "okr_watch" not in tables() and "okr_alerts" not in tables()
+    store.update_watch(run_id="r1", kr_ids=["nps"], decide=queue_one)
+    assert {"okr_watch", "okr_alerts"} <= tables()
+    assert store.watches() == {"nps": Watch("nps", status="off_track", seen_at=T0)}
+
+
+def test_a_claimed_alert_is_delivered_by_one_run_and_released_on_failure(kr_store, monkeypatch):
+    from connectors import sql_store
+
+    store, _ = kr_store
+    (mine,) = store.update_watch(run_id="r1", kr_ids=["nps"], decide=queue_one)
+    assert store.update_watch(run_id="r2", kr_ids=["nps"], decide=nothing_new) == []    # r1 holds it
+    store.finish_alerts([mine.id], run_id="r1", delivered=False)                        # r1 could not post
+    (retry,) = store.update_watch(run_id="r3", kr_ids=["nps"], decide=nothing_new)
+    assert (retry.id, retry.attempts) == (mine.id, 1)
+    monkeypatch.setattr(sql_store, "ALERT_CLAIM_TIMEOUT", timedelta(0))                 # r3 vanished ...
+    (again,) = store.update_watch(run_id="r4", kr_ids=["nps"], decide=nothing_new)     # ... r4 takes over
+    store.finish_alerts([again.id], run_id="r3", delivered=True)                        # too late: not r3's now
+    assert store.alerts()[0].sent_at is None
+    store.finish_alerts([again.id], run_id="r4", delivered=True)
+    assert store.alerts()[0].sent_at is not None
+    assert store.update_watch(run_id="r5", kr_ids=["nps"], decide=nothing_new) == []
+
+
+def test_an_alert_no_run_can_deliver_is_given_up_after_a_few_tries(kr_store):
+    from connectors.sql_store import ALERT_DELIVERY_ATTEMPTS
+
+    store, _ = kr_store
+    claimed = store.update_watch(run_id="r0", kr_ids=["nps"], decide=queue_one)
+    for attempt in range(1, ALERT_DELIVERY_ATTEMPTS + 1):
+        assert [a.attempts for a in claimed] == [attempt - 1]
+        store.finish_alerts([a.id for a in claimed], run_id=f"r{attempt - 1}", delivered=False)
+        claimed = store.update_watch(run_id=f"r{attempt}", kr_ids=["nps"], decide=nothing_new)
+    assert claimed == [] and store.alerts()[0].attempts == ALERT_DELIVERY_ATTEMPTS
