@@ -6,7 +6,8 @@ PyGithub's own `GithubRetry` and request throttling are turned off; tenacity own
 
 - a rate limit (403/429) honours `retry-after`; with `x-ratelimit-remaining: 0` it waits until
   `x-ratelimit-reset`; a secondary limit with neither header backs off 60 s, 120 s, 240 s;
-- 5xx answers, timeouts and dropped connections back off 2 s, 4 s, 8 s;
+- 5xx answers, timeouts, dropped connections (also mid-answer) and JSON answers cut short
+  back off 2 s, 4 s, 8 s;
 - at most MAX_ATTEMPTS tries, and never a single wait above MAX_WAIT_SECONDS (a limit that
   resets later fails the key result with the time to run again).
 
@@ -236,9 +237,10 @@ class GitHubClient:
             raise RetriableSourceError(f"GitHub at {self.host} did not answer within {self.timeout} s") from None
         except requests.exceptions.ConnectionError:
             raise RetriableSourceError(f"cannot connect to GitHub at {self.host}: check base_url and the network") from None
-        except ValueError:
-            raise SourceError(f"GitHub at {self.host} answered with a body that is not valid JSON: "
-                              "check base_url (https://HOST/api/v3 for GitHub Enterprise)") from None
+        except requests.exceptions.ChunkedEncodingError:
+            raise RetriableSourceError(f"GitHub at {self.host} dropped the connection mid-answer") from None
+        except ValueError:                           # PyGithub: a body opening with { or [ that does not parse
+            raise RetriableSourceError(f"GitHub at {self.host} sent a JSON answer cut short (it does not parse)") from None
         except AssertionError:                       # PyGithub refuses a URL on another host or port
             raise SourceError(f"GitHub at {self.host} linked to a page on another host or port: "
                               "check base_url (use the address GitHub itself reports)") from None

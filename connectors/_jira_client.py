@@ -6,11 +6,13 @@
 - Every HTTP request is counted (`calls`): a response hook on the session, plus the requests
   that got no response (timeouts, refused connections).
 - 429/502/503/504 are retried honouring `Retry-After` (seconds or an HTTP date) or
-  `X-RateLimit-Reset` (ISO 8601), else capped exponential backoff with jitter; at most
-  MAX_TRIES tries. `sleep` is looked up at call time, so tests patch it to record the waits.
+  `X-RateLimit-Reset` (ISO 8601), else capped exponential backoff with jitter; so are the
+  faults of a network in between: a read timeout, a connection dropped or reset while asking
+  or mid-answer, a JSON answer cut short. At most MAX_TRIES tries. `sleep` is looked up at
+  call time, so tests patch it to record the waits.
 - Failures become one-line SourceErrors that never hold a token. Failures no other query can
   escape (401, 403, 404, 410, an HTML page instead of JSON, an unreachable host, rate limits
-  that outlast the retries) are fatal: later calls fail at once with the same message.
+  or outages that outlast the retries) are fatal: later calls fail at once with the same message.
 
 Endpoints (REST v2 exists on Cloud and Data Center alike):
     GET  /rest/api/2/serverInfo                 Cloud or Data Center ("deploymentType")
@@ -89,8 +91,27 @@ def backoff(attempt: int) -> float:
     return min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (attempt - 1) + _random.uniform(0, JITTER))
 
 
+class _CutShort(Exception):
+    """A 2xx answer that says it is JSON but does not parse: the connection dropped its tail."""
+
+
 def _is_retriable(exc: BaseException) -> bool:
-    return isinstance(exc, JIRAError) and exc.status_code in RETRY_STATUSES
+    if isinstance(exc, JIRAError):
+        return exc.status_code in RETRY_STATUSES
+    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
+        return _reason(exc) == "connection failed"          # dropped or reset; not refused, no such host, TLS
+    return isinstance(exc, (requests.Timeout, requests.exceptions.ChunkedEncodingError, _CutShort))
+
+
+def _fault_of(exc: BaseException | None) -> str:
+    """What went wrong with a try, for the retry log line."""
+    if isinstance(exc, JIRAError):
+        return f"HTTP {exc.status_code}"
+    if isinstance(exc, requests.Timeout):
+        return "no answer in time"
+    if isinstance(exc, _CutShort):
+        return "a JSON answer cut short"
+    return "a dropped connection"
 
 
 def _headers_of(exc: BaseException | None) -> Mapping[str, str]:
@@ -137,6 +158,12 @@ def _quoted(texts: list[str]) -> str:
     joined = " ".join(t.strip().rstrip(".") + "." for t in texts)
     joined = " ".join(joined.split())
     return f'"{joined[:400]}"'
+
+
+def _says_json(response: requests.Response | None) -> bool:
+    """Whether an answer declares a JSON body (so a body that does not parse was cut short)."""
+    kind = (response.headers.get("Content-Type") or "") if response is not None else ""
+    return "json" in kind.lower() and bool(response is not None and response.content)
 
 
 def _what_body(response: requests.Response | None) -> str:
@@ -196,6 +223,10 @@ class JiraApi:
                     except (requests.Timeout, requests.ConnectionError):
                         self.calls += 1            # sent, but no response came back
                         raise
+                    except ValueError:
+                        if _says_json(self._last_response):
+                            raise _CutShort() from None
+                        raise
         except JIRAError as exc:
             raise self._http_error(exc, what, path) from None
         except requests.Timeout:
@@ -204,6 +235,12 @@ class JiraApi:
         except requests.ConnectionError as exc:
             raise self._fail(RetriableSourceError(f"cannot reach Jira at {self.url} ({_reason(exc)}): "
                                                   "check `url:` and the network")) from None
+        except requests.exceptions.ChunkedEncodingError:
+            raise RetriableSourceError(f"Jira dropped the connection while answering {path} ({MAX_TRIES} tries): "
+                                       "try again later") from None
+        except _CutShort:
+            raise RetriableSourceError(f"Jira's answers to {path} were cut short (invalid JSON, {MAX_TRIES} tries): "
+                                       "try again later") from None
         except ValueError:                         # a 2xx answer that is not JSON
             got = _what_body(self._last_response)
             raise self._fail(SourceError(
@@ -216,8 +253,8 @@ class JiraApi:
         def log(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
-            logger.warning("Jira answered HTTP %s for %s; retrying in %.1f s (try %d of %d)",
-                           getattr(exc, "status_code", "?"), path, wait, state.attempt_number + 1, MAX_TRIES)
+            logger.warning("Jira answered %s for %s; retrying in %.1f s (try %d of %d)",
+                           _fault_of(exc), path, wait, state.attempt_number + 1, MAX_TRIES)
         return log
 
     def _fail(self, error: SourceError) -> SourceError:

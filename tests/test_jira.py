@@ -412,10 +412,12 @@ def test_410_when_the_site_removed_the_old_search(rsps):
     assert message.endswith("this Jira has removed that API (serverInfo said Data Center)")
 
 
-def test_timeout(cloud: Site, rsps):
+def test_timeout(cloud: Site, rsps, waits):
+    """A read timeout is retried (a slow moment passes), then reported with what to change."""
     cloud.server_info()
     rsps.post(f"{CLOUD}{API}/search/approximate-count", body=requests.exceptions.ReadTimeout("read timed out"))
     result = measure(cloud_source(timeout=12), [req("a", jql="project = PAY")])["a"]
+    assert len(waits) == 3 and len(rsps.calls) == 1 + 4
     assert isinstance(result, RetriableSourceError)
     assert str(result) == (f"Jira did not answer {API}/search/approximate-count within 12 s: try again later, "
                            "or raise `timeout:` on the source")
