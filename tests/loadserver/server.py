@@ -162,7 +162,7 @@ class LoadServer:
         self._gh_cache: dict[str, list[GitHubItem] | SearchError] = {}
         now = self.now()
         self._buckets = {dc: _Bucket(jira_rate[0], jira_rate[1], now) for dc in (False, True)} if jira_rate else {}
-        self._windows = {name: _Window(name, limit, seconds) for name, limit, seconds in
+        self.windows = {name: _Window(name, limit, seconds) for name, limit, seconds in
                          (("search", github_search_per_minute, 60.0), ("core", github_core_per_hour, 3600.0),
                           ("graphql", graphql_points_per_hour, 3600.0)) if limit}
         self._http = LocalServer(self._handle, lifetime=lifetime)
@@ -399,7 +399,7 @@ class LoadServer:
         if method == "POST" and path == "/api/graphql":
             return self._graphql(body if isinstance(body, dict) else {})
         resource = "search" if path.startswith("/api/v3/search/") else "core"
-        window = self._windows.get(resource)
+        window = self.windows.get(resource)
         if window is not None:
             with self._lock:
                 allowed = window.take(self.now())
@@ -432,7 +432,7 @@ class LoadServer:
     def _graphql(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
         aliases = _ALIAS.findall(str(body.get("query", "")))
         variables = body.get("variables") or {}
-        window = self._windows.get("graphql")
+        window = self.windows.get("graphql")
         headers: dict[str, str] = {}
         if window is not None:
             with self._lock:

@@ -112,14 +112,15 @@ class Workload:
         return len({q for kr in self.key_results for q in kr.queries})
 
     def config(self, *, jira_url: str, github_api: str, jira_dc_url: str | None = None,
-               store: str | None = None) -> str:
+               store: str | None = None, jira_timeout: float = 5, github_timeout: int = 5) -> str:
         """The config YAML: sources `jira` (Cloud), `jira_dc` (if used), `github`."""
         lines = ["period: 2026-Q4"] + ([f"store: {store!r}"] if store else []) + [
             "sources:",
-            f"  jira: {{type: jira, url: {jira_url}, email: \"${{JIRA_EMAIL}}\", token: \"${{JIRA_API_TOKEN}}\", timeout: 5}}",
-            f"  github: {{type: github, base_url: {github_api}, token: \"${{GITHUB_TOKEN}}\", timeout: 5}}"]
+            f"  jira: {{type: jira, url: {jira_url}, email: \"${{JIRA_EMAIL}}\", token: \"${{JIRA_API_TOKEN}}\", timeout: {jira_timeout:g}}}",
+            f"  github: {{type: github, base_url: {github_api}, token: \"${{GITHUB_TOKEN}}\", timeout: {github_timeout}}}"]
         if jira_dc_url:
-            lines.append(f"  jira_dc: {{type: jira, url: {jira_dc_url}, token: \"${{JIRA_API_TOKEN}}\", timeout: 5}}")
+            lines.append(f"  jira_dc: {{type: jira, url: {jira_dc_url}, token: \"${{JIRA_API_TOKEN}}\", "
+                         f"timeout: {jira_timeout:g}}}")
         lines += ["objectives:", "  - id: load", "    title: Keep the numbers true", "    key_results:"]
         for kr in self.key_results:
             if kr.source == "jira_dc" and not jira_dc_url:
@@ -249,3 +250,18 @@ def workload(size: int, *, seed: int = 11, duplication: float = 0.4, dc_share: f
         else:
             out.key_results.append(_fresh(rng, n, dc_share))
     return out
+
+
+def github_coverage(first: int) -> list[KeyResult]:
+    """Key results that reach the GitHub endpoints a random draw may miss: milestones of other
+    repositories (by title and by number) and a duration statistic paging the REST search."""
+    pages = GhCond("acme/app", pr=True, merged=True)
+    return [
+        KeyResult(f"kr-{first:04d}", "github", {"repo": "acme/api", "milestone": "v2.0", "aggregate": "percent_done"},
+                  _gh_milestone("acme/api", "v2.0"), ("ghmacme/api",)),
+        # milestone #2 of acme/web: the server numbers a repository's milestones by sorted title (v1.0, v1.1, ...)
+        KeyResult(f"kr-{first + 1:04d}", "github", {"repo": "acme/web", "milestone": 2, "aggregate": "percent_done"},
+                  _gh_milestone("acme/web", "v1.1"), ("ghmacme/web#2",)),
+        KeyResult(f"kr-{first + 2:04d}", "github", {"search": pages.query(), "aggregate": "median", "field": "hours_to_merge"},
+                  _gh_median_merge(pages), ("ghs" + pages.query(),), target=24),
+    ]
