@@ -186,6 +186,8 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
 
     Runs can also be started on demand: `prefect deployment run sync-okrs/CONFIG-NAME` or the Prefect UI.
     """
+    if not _LOG_LEVEL_CHOSEN and not check:  # before Prefect loads its settings: runs log at INFO to the UI
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
     from flows.deployments import plan_deployments
 
     try:
@@ -195,8 +197,6 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
     _deployments_table(plans)
     if check:
         return
-    if not _LOG_LEVEL_CHOSEN:
-        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
     from prefect.settings import get_current_settings
 
     from flows.deployments import serve as serve_deployments
