@@ -113,8 +113,9 @@ def to_deployment(plan: DeploymentPlan, store: str | None = None) -> Any:
     parameters: dict[str, Any] = {"config_paths": [plan.config_path]}
     if store:
         parameters["store"] = store
-    schedules = [Cron(c.cron, timezone=c.timezone, slug=c.slug, parameters=plan.schedule_parameters(c))
-                 for c in plan.cadences]
+    # No slugs: Prefect then replaces a deployment's schedules wholesale at every registration, so
+    # a cadence removed from the config disappears (schedules with slugs are only ever upserted).
+    schedules = [Cron(c.cron, timezone=c.timezone, parameters=plan.schedule_parameters(c)) for c in plan.cadences]
     return sync_okrs.to_deployment(
         plan.name, parameters=parameters, schedules=schedules, tags=TAGS,
         description=f"Sync the key results of {plan.config_path} into the OKR store.",

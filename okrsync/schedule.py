@@ -87,11 +87,6 @@ class Cadence:
     kr_ids: tuple[str, ...]
     whole_file: bool          # True: every key result of the file (run without `only`)
 
-    @property
-    def slug(self) -> str:
-        """A stable name for the Prefect schedule, shown in the UI as what created a run."""
-        return "config" if self.whole_file else "key results: " + ", ".join(self.kr_ids)
-
     def describe(self) -> str:
         return f"{self.cron} ({self.timezone})"
 

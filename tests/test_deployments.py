@@ -134,12 +134,11 @@ def test_serve_runs_each_config_on_demand_with_its_schedules(no_heartbeats, tmp_
         try:
             with get_client(sync_client=True) as client:
                 deployment = until("the served deployment", deployment_named(client, "sync-okrs/payments"), 60)
-                schedules = sorted((s.schedule.cron, s.schedule.timezone, s.parameters, s.slug, s.active)
+                schedules = sorted((s.schedule.cron, s.schedule.timezone, s.parameters, s.active)
                                    for s in deployment.schedules)
                 assert schedules == [
-                    ("0 * * * *", "Europe/Berlin", {"only": ["checkout-nps"]}, "key results: checkout-nps", True),
-                    ("0 7 * * 1-5", "Europe/Berlin", {"only": ["support-score", "self-serve-customers"]},
-                     "key results: support-score, self-serve-customers", True)]
+                    ("0 * * * *", "Europe/Berlin", {"only": ["checkout-nps"]}, True),
+                    ("0 7 * * 1-5", "Europe/Berlin", {"only": ["support-score", "self-serve-customers"]}, True)]
                 assert deployment.parameters == {"config_paths": [str(config.resolve())]}
 
                 started = run_deployment("sync-okrs/payments", timeout=0)   # `prefect deployment run`
@@ -266,3 +265,23 @@ def test_serve_refuses_a_bad_config_with_every_mistake_and_no_traceback(tmp_path
 def test_secret_set_refuses_bad_names_and_empty_input(name, stdin, message):
     done = cli("secret", "set", name, stdin=stdin)
     assert done.exit_code == 2 and message in done.output
+
+
+def test_registering_again_replaces_the_schedules_with_the_configs(prefect_harness, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from flows.deployments import plan_deployments, to_deployment
+
+    shutil.copytree(EXAMPLE.parent / "data", tmp_path / "data")
+    config = tmp_path / "cadence.yaml"
+    hourly_nps = '        target: 45\n        schedule: {cron: "0 * * * *"}\n'
+    for text in (EXAMPLE.read_text().replace("period: 2026-Q4", 'period: 2026-Q4\nschedule: {cron: "@daily"}')
+                 .replace("        target: 45\n", hourly_nps),
+                 EXAMPLE.read_text().replace("period: 2026-Q4", 'period: 2026-Q4\nschedule: {cron: "@daily"}')):
+        config.write_text(text, encoding="utf-8")
+        (plan,) = plan_deployments([config])
+        to_deployment(plan).apply()                     # what `serve` does at every start
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("sync-okrs/cadence")
+    # the hourly schedule of checkout-nps is gone with its `schedule:`, not left running
+    assert [(s.schedule.cron, s.parameters) for s in deployment.schedules] == [("@daily", {})]
