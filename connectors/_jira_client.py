@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -192,7 +193,9 @@ class JiraApi:
         self.fatal: SourceError | None = None
         self._token_source = token_source
         self._email_source = email_source
-        self._last_response: requests.Response | None = None
+        self._lock = threading.Lock()               # queries may be asked from several threads at once
+        self._local = threading.local()             # per thread: its last response, its calls, the gate held
+        self._gate = threading.Lock()               # held by the one query waiting out a limit or outage
         auth: dict[str, Any] = {"basic_auth": (email, token)} if email else {"token_auth": token}
         self._jira = JIRA(server=self.url, get_server_info=False, max_retries=0, timeout=timeout,
                           logging=False, options={"check_update": False}, **auth)
@@ -201,27 +204,60 @@ class JiraApi:
     def close(self) -> None:
         self._jira.close()
 
+    @property
+    def _last_response(self) -> requests.Response | None:
+        return getattr(self._local, "response", None)
+
+    @_last_response.setter
+    def _last_response(self, response: requests.Response | None) -> None:
+        self._local.response = response
+
+    def thread_calls(self) -> int:
+        """The requests sent so far by the calling thread (to charge a query its own calls)."""
+        return getattr(self._local, "calls", 0)
+
+    def _add_call(self) -> None:
+        with self._lock:
+            self.calls += 1
+        self._local.calls = self.thread_calls() + 1
+
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
-        self.calls += 1
+        self._add_call()
         self._last_response = response
         return response
 
     # ------------------------------------------------------------------ the one way to call
 
     def _call(self, what: str, path: str, fn: Callable[[], T]) -> T:
-        """Run `fn` (one API request) with retries; map every failure to a SourceError."""
+        """Run `fn` (one API request) with retries; map every failure to a SourceError.
+
+        A query that must wait (a rate limit, an outage) holds the source's gate while it waits
+        and retries, so the queries of other threads hold back instead of adding to the load."""
         if self.fatal is not None:
             raise self.fatal
+        try:
+            return self._call_once_or_more(what, path, fn)
+        finally:
+            if getattr(self._local, "holding", False):
+                self._local.holding = False
+                self._gate.release()
+
+    def _call_once_or_more(self, what: str, path: str, fn: Callable[[], T]) -> T:
         retrying = Retrying(stop=_stop, wait=_wait, retry=retry_if_exception(_is_retriable), reraise=True,
-                            sleep=lambda seconds: sleep(seconds), before_sleep=self._log_retry(path))
+                            sleep=self._pause, before_sleep=self._log_retry(path))
         try:
             for attempt in retrying:
                 with attempt:
+                    if not getattr(self._local, "holding", False):
+                        with self._gate:           # another query is waiting out a limit: wait with it
+                            pass
+                    if self.fatal is not None:
+                        raise self.fatal
                     self._last_response = None
                     try:
                         return fn()
                     except (requests.Timeout, requests.ConnectionError):
-                        self.calls += 1            # sent, but no response came back
+                        self._add_call()           # sent, but no response came back
                         raise
                     except ValueError:
                         if _says_json(self._last_response):
@@ -248,6 +284,16 @@ class JiraApi:
                 f"check that `url:` ({self.url}) is the Jira site itself and that {self._token_source} "
                 "holds a valid token")) from None
         raise AssertionError("unreachable")        # pragma: no cover - Retrying returns or raises
+
+    def _pause(self, seconds: float) -> None:
+        """Wait before a retry, holding the gate; unless a query in another thread has meanwhile
+        found the source unusable (then stop: its error is this query's too)."""
+        if not getattr(self._local, "holding", False):
+            self._gate.acquire()
+            self._local.holding = True
+        if self.fatal is not None:
+            raise self.fatal
+        sleep(seconds)
 
     def _log_retry(self, path: str) -> Callable[[RetryCallState], None]:
         def log(state: RetryCallState) -> None:

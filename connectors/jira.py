@@ -14,11 +14,14 @@ some metric names a field; then 1 call per distinct count (Cloud `search/approxi
 Data Center `search` with maxResults=0) and 1 call per page of issues for the metrics that
 must read issues (sum/avg/min/max, weighted percent_done). `percent_done` without a weight is
 two counts, `(jql)` and `(jql) AND statusCategory = Done`. Identical queries (ORDER BY aside)
-are asked once; a count of a query whose issues are read anyway costs nothing more.
+are asked once; a count of a query whose issues are read anyway costs nothing more. Up to
+PARALLEL_QUERIES distinct queries are in flight at once, so a run's wall time is about the
+round trips of its longest chain, not of all its queries end to end.
 """
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal
@@ -36,6 +39,7 @@ TYPE = "jira"
 Aggregate = Literal["count", "sum", "avg", "min", "max", "percent_done"]
 FIELD_AGGREGATES = ("sum", "avg", "min", "max")
 CLOUD_HOSTS = (".atlassian.net", ".jira.com")
+PARALLEL_QUERIES = 4           # distinct queries in flight at once per source (each waits ~one round trip)
 NOT_BASE_PATHS = ("/rest/", "/browse/", "/issues/", "/secure/", "/projects/", "/plugins/")
 ONE_OF = ("give `jql:` (with `aggregate: count|sum|avg|min|max|percent_done`), "
           "or `jql_done:` and `jql_total:` for a ratio")
@@ -284,14 +288,24 @@ class _Batch:
         return ("scan", key[1]) if key[1] in self.scans else key
 
     def _ask_all(self) -> None:
+        """Each distinct query once, up to PARALLEL_QUERIES at a time (each thread counts its own calls)."""
         done_wanted = {condition_of(self.metrics[k].jql or "") for k in self.keys if self.metrics[k].kind == "percent_done"}
-        for key in dict.fromkeys(self._served_by(k) for keys in self.keys.values() for k in keys):
-            before = self.api.calls
+        todo = list(dict.fromkeys(self._served_by(k) for keys in self.keys.values() for k in keys))
+
+        def ask(key: Key) -> tuple[Key, Any, int]:
+            before = self.api.thread_calls()
             try:
-                self.answers[key] = self._ask(key, key[1] in done_wanted)
+                answer: Any = self._ask(key, key[1] in done_wanted)
             except SourceError as error:
-                self.answers[key] = error
-            self.spent[key] = self.api.calls - before
+                answer = error
+            return key, answer, self.api.thread_calls() - before
+
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_QUERIES, len(todo)), thread_name_prefix="jira-query") as pool:
+            for key, answer, spent in pool.map(ask, todo):
+                self.answers[key] = answer
+                self.spent[key] = spent
 
     def _ask(self, key: Key, with_status: bool) -> Any:
         kind, where = key

@@ -334,14 +334,16 @@ def test_without_headers_backoff_is_exponential_capped_jittered_and_bounded(clou
     rsps.post(f"{CLOUD}{API}/search/approximate-count", status=429, json=errors("Rate limit exceeded."))
     results = measure(cloud.source(), [req("a", jql="project = PAY"), req("b", jql="project = OPS")])
     tries = [c for c in rsps.calls if c.request.url.endswith("approximate-count")]
-    assert len(tries) == _jira_client.MAX_TRIES == 4                    # the jira package's own retries are off
+    # the jira package's own retries are off: one query is tried MAX_TRIES times while the other,
+    # in flight with it (PARALLEL_QUERIES), holds back at the gate, then stops with the same error
+    assert _jira_client.MAX_TRIES == 4 <= len(tries) <= _jira_client.MAX_TRIES + 1
     assert len(waits) == 3
     for n, wait in enumerate(waits):
         assert 2 ** n <= wait <= 2 ** n + _jira_client.JITTER
     assert all(_jira_client.backoff(n) <= _jira_client.BACKOFF_CAP for n in range(1, 30))
     assert error_of(results["a"]) == "Jira kept rate-limiting (HTTP 429): try again later"
     assert isinstance(results["a"], RetriableSourceError)
-    assert error_of(results["b"]) == error_of(results["a"])             # not asked: Jira is still limiting
+    assert error_of(results["b"]) == error_of(results["a"])
 
 
 def test_a_retry_after_beyond_the_cap_is_not_waited_for(cloud: Site, rsps, waits):
