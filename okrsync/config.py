@@ -368,6 +368,7 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict
     if not isinstance(data, dict):
         check.add((), None, "the config must be a mapping with `objectives:` (and usually `period:` and `sources:`); see config/example.yaml")
         return check, out
+    _notify_on_key(data, check.lines)
 
     top = check.validate(FileConfig, data, (), None)
     if top is None:  # still look inside the parts that are there, to report everything at once
@@ -451,6 +452,16 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict
                     on_manual=kr.on_manual, config_file=str(path), line=line_of(check.lines, kwhere),
                     schedule=kr.schedule, stale_after=_duration(kr.stale_after or file_stale)))
     return check, out
+
+
+def _notify_on_key(data: dict[str, Any], lines: dict[tuple, int]) -> None:
+    """YAML 1.1 reads the bare key `on:` of `notify:` as the boolean true: make it `on` again,
+    with its line, so a mistake in it is reported where it is."""
+    notify = data.get("notify")
+    if isinstance(notify, dict) and True in notify and "on" not in notify:
+        data["notify"] = {("on" if k is True else k): v for k, v in notify.items()}
+        for where in [w for w in lines if w[:2] == ("notify", True)]:
+            lines[("notify", "on") + where[2:]] = lines[where]
 
 
 def _duration(text: str | None) -> timedelta | None:

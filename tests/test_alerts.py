@@ -435,3 +435,31 @@ def test_an_alert_no_run_can_deliver_is_given_up_after_a_few_tries(kr_store):
         store.finish_alerts([a.id for a in claimed], run_id=f"r{attempt - 1}", delivered=False)
         claimed = store.update_watch(run_id=f"r{attempt}", kr_ids=["nps"], decide=nothing_new)
     assert claimed == [] and store.alerts()[0].attempts == ALERT_DELIVERY_ATTEMPTS
+
+# ---------------------------------------------------------------------------- config
+
+
+def test_stale_after_and_notify_in_the_config(tmp_path):
+    from okrsync.config import load_plan
+    from okrsync.errors import ConfigError
+
+    shutil.copytree(EXAMPLE.parent / "data", tmp_path / "data")
+    config = tmp_path / "team.yaml"
+    text = TEAM.format(block="hook").replace("        target: 45\n", "        target: 45\n        stale_after: 36h\n")
+    config.write_text(text + "      - id: nps-copy\n        title: Same NPS\n        source: survey\n"
+                             "        metric: {cell: C7}\n        target: 50\n", encoding="utf-8")
+    plan = load_plan([config])
+    assert {kr.id: kr.stale_after for kr in plan.key_results} == {
+        "checkout-nps": timedelta(hours=36), "nps-copy": timedelta(days=2)}       # its own, else the file's
+    notify = plan.notify[str(config)]
+    assert notify.webhook.describe() == "Prefect Secret block 'hook'"
+    assert notify.on == list(ALERT_KINDS)                  # a bare `on:` is YAML's true: read as `on`
+
+    config.write_text(text.replace("stale_after: 36h", "stale_after: soon").replace("recovered]", "recovery]"),
+                      encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_plan([config])
+    assert [str(i) for i in error.value.issues] == [
+        f"{config}:4: `on` is 'recovery': it must be 'status_change', 'target_reached', 'source_failing', "
+        "'stale' or 'recovered'",
+        f"{config}:18: checkout-nps: `stale_after`: duration 'soon' is not understood: write e.g. 90m, 36h, 2d or 1w"]
