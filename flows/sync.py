@@ -127,7 +127,7 @@ def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool =
     for key, future in futures.items():
         measured = future.result()
         outcomes.update(measured)
-        calls += sum(m.calls for m in measured.values() if isinstance(m, Measurement))
+        calls += sum(getattr(m, "calls", 0) for m in measured.values())
     for kr_id in [k for k, v in outcomes.items() if isinstance(v, str)]:
         _report_progress("config", 1)
 

@@ -42,7 +42,13 @@ class ConfigError(OkrSyncError):
 
 
 class SourceError(OkrSyncError):
-    """A metric could not be measured; the message says why and what to fix."""
+    """A metric could not be measured; the message says why and what to fix.
+
+    `calls` is the API calls spent on the way, for a connector to report when no key result
+    of its batch succeeded (the run's call count then still adds up).
+    """
+
+    calls: int = 0
 
 
 class RetriableSourceError(SourceError):
