@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextvars
 import shutil
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,30 +18,12 @@ from flows.sync import sync_okrs
 from fast_flows import no_heartbeats  # noqa: F401 - a fixture
 from webhook_receiver import WebhookReceiver
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 AS_OF = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 CHECKOUT = {"checkout-nps": 38, "checkout-p95": 590, "checkout-success": 97.12}
 GROWTH = {"self-serve-customers": 304, "self-serve-revenue": 24320, "weekly-signups": 55}
 NOTIFY = 'notify: {webhook: "${OKR_PG_TEST_WEBHOOK}", on: [status_change]}\n'
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432 (run .ci/run to start it): {str(exc).splitlines()[0]}")
-    name = f"okr_flow_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 @pytest.fixture
