@@ -9,7 +9,6 @@ Retry waits never sleep: the connectors' `sleep` records the wait and moves the 
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 
@@ -178,13 +177,11 @@ def test_read_timeout_is_retried(prefect_harness, tmp_path, monkeypatch, caplog,
         server.inject(Fault(kind="delay", seconds=1.5, service="jira", path="/rest/api/2/search/approximate-count"),
                       Fault(kind="delay", seconds=1.5, service="github", path="/api/graphql"))
         config, url = write_config(tmp_path, server, jira_timeout=0.5, github_timeout=1), store_url(tmp_path)
-        started = time.monotonic()
         result = sync(config, url)
         assert server.faults == [] and len(server.waits) == 2
         check_run(result, may_fail=set())
         recover(config, url, result, server)
     check_secrets(result, tmp_path=tmp_path, caplog=caplog, capfd=capfd)
-    del started
 
 
 def test_malformed_json_is_retried(prefect_harness, tmp_path, monkeypatch, caplog, capfd):
