@@ -198,15 +198,19 @@ def test_malformed_json_is_retried(prefect_harness, tmp_path, monkeypatch, caplo
 
 
 def test_html_login_page_with_200_stops_the_source_clearly(prefect_harness, tmp_path, monkeypatch, caplog, capfd):
-    """An SSO proxy answering every Jira call with its login page: each Jira key result says so
-    (once asked, the source asks no more); GitHub's are unaffected."""
+    """An SSO proxy answering every call with its login page: each key result says so, and a Jira
+    site, once it answered so, is asked no more."""
     with local_site(monkeypatch) as server:
-        server.inject(Fault(kind="html", service="jira", path="/rest/api/2/", times=10_000, skip=0))
+        server.inject(Fault(kind="html", service="jira", path="/rest/api/2/", times=10_000),
+                      Fault(kind="html", service="github", times=10_000))
         config, url = write_config(tmp_path, server), store_url(tmp_path)
         result = sync(config, url)
-        failed = check_run(result, may_fail=JIRA_IDS | DC_IDS)
-        assert set(failed) == JIRA_IDS | DC_IDS
-        assert all("an HTML page instead of JSON (a login or SSO page, or a proxy?)" in e for e in failed.values())
+        failed = check_run(result)
+        assert set(failed) == set(IDS)
+        assert all("an HTML page instead of JSON (a login or SSO page, or a proxy?)" in e
+                   for k, e in failed.items() if k in JIRA_IDS | DC_IDS)
+        assert all("answered with a page that is not JSON" in e and "check base_url" in e
+                   for k, e in failed.items() if k in GITHUB_IDS)
         assert server.count("jira") == 2                             # one serverInfo per site, then nothing
         recover(config, url, result, server)
     check_secrets(result, tmp_path=tmp_path, caplog=caplog, capfd=capfd)
