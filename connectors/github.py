@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from connectors import _github_queries as ask
+from connectors._calls import charge_failed_batch
 from connectors._github_client import DEFAULT_BASE_URL, TIMEOUT_SECONDS, GitHubClient, web_root
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement, MetricRequest
@@ -491,4 +492,5 @@ def measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Me
             results.update(_Asker(client, web_root(source.base_url)).answer(metrics, as_of))
         finally:
             client.close()
+        charge_failed_batch(results, order, client.calls)
     return {kr_id: results[kr_id] for kr_id in order}

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connectors._calls import charge_failed_batch
 from connectors._jira_client import JiraApi
 from connectors._jira_plan import FieldCatalogue, JiraField, ScanTotals, condition_of, done_jql, navigator_link
 from okrsync.errors import SourceError
@@ -399,6 +400,7 @@ def measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Me
                 results.update(_Batch(api, source.url, metrics).run())
             finally:
                 api.close()
+            charge_failed_batch(results, [r.kr_id for r in requests], api.calls)
             logger.info("jira %s: %d key results, %d measured, %d API calls", source.url, len(metrics),
                         sum(isinstance(results.get(k), Measurement) for k in metrics), api.calls)
     return {request.kr_id: results[request.kr_id] for request in requests}

@@ -212,6 +212,7 @@ def test_html_login_page_with_200_stops_the_source_clearly(prefect_harness, tmp_
         assert all("answered with a page that is not JSON" in e and "check base_url" in e
                    for k, e in failed.items() if k in GITHUB_IDS)
         assert server.count("jira") == 2                             # one serverInfo per site, then nothing
+        assert result["source_calls"] == server.count()              # spent calls are reported, all failed or not
         recover(config, url, result, server)
     check_secrets(result, tmp_path=tmp_path, caplog=caplog, capfd=capfd)
 
