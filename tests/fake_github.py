@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from localhttp import LocalServer
 
 API = "https://api.github.com"
 LIFETIME = 120.0
@@ -115,14 +116,12 @@ class FakeGitHub:
         self.graphql = graphql
         self.failures = list(failures or [])      # statuses to answer the first requests with
         self.requests: list[tuple[str, str, dict[str, list[str]]]] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._watchdog: threading.Timer | None = None
+        self._http: LocalServer | None = None
 
     @property
     def root(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        assert self._http is not None
+        return self._http.url
 
     @property
     def base_url(self) -> str:
@@ -132,33 +131,12 @@ class FakeGitHub:
         return self.totals.get(query, len(self.searches.get(query, [])))
 
     def __enter__(self) -> FakeGitHub:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:      # keep test output quiet
-                pass
-
-            def do_GET(self) -> None:
-                fake._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._handle(self, "POST")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        self._watchdog = threading.Timer(LIFETIME, self._server.shutdown)
-        self._watchdog.daemon = True
-        self._watchdog.start()
+        self._http = LocalServer(self._handle, lifetime=LIFETIME, keep_alive=False).start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        assert self._server is not None and self._thread is not None and self._watchdog is not None
-        self._watchdog.cancel()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        assert self._http is not None
+        self._http.stop()
 
     # -- answering
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from localhttp import LocalServer
 
 STORY_POINTS = "customfield_10016"
 LIFETIME = 120.0                   # seconds: the server shuts itself down after this, whatever the test does
@@ -277,40 +278,15 @@ class FakeJira:
     _matched: dict[str, list[FakeIssue]] = field(default_factory=dict, repr=False)
 
     def __enter__(self) -> FakeJira:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"        # keep-alive, as a real Jira front end
-            timeout = 10
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._handle(self, "POST")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        self._watchdog = threading.Timer(LIFETIME, self._server.shutdown)
-        self._watchdog.daemon = True
-        self._watchdog.start()
+        self._http = LocalServer(self._handle, lifetime=LIFETIME).start()     # keep-alive, as a real Jira front end
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._watchdog.cancel()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._http.stop()
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._http.url
 
     @property
     def cloud(self) -> bool:

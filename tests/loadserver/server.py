@@ -59,7 +59,7 @@ import fake_github as gh
 import fake_jira as fj
 
 from .dataset import Dataset, GitHubItem, JiraIssue
-from .http import LocalServer
+from localhttp import LocalServer
 from .queries import JqlError, SearchError, jql_predicate, search_predicate
 
 EMAIL = "okr-bot@example.com"
