@@ -292,6 +292,9 @@ class _Batch:
         """Each distinct query once, up to PARALLEL_QUERIES at a time (each thread counts its own calls)."""
         done_wanted = {condition_of(self.metrics[k].jql or "") for k in self.keys if self.metrics[k].kind == "percent_done"}
         todo = list(dict.fromkeys(self._served_by(k) for keys in self.keys.values() for k in keys))
+        # Reads of issues are chains of pages, each waiting for the one before: start them first,
+        # so the one-call counts fill the other threads meanwhile instead of queueing behind them.
+        todo.sort(key=lambda k: k[0] != "scan")
 
         def ask(key: Key) -> tuple[Key, Any, int]:
             before = self.api.thread_calls()
