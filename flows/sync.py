@@ -128,8 +128,9 @@ def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool =
         measured = future.result()
         outcomes.update(measured)
         calls += sum(getattr(m, "calls", 0) for m in measured.values())
-    for kr_id in [k for k, v in outcomes.items() if isinstance(v, str)]:
-        _report_progress("config", 1)
+    unrendered = sum(isinstance(v, str) for v in outcomes.values())   # metrics that failed to render
+    if unrendered:
+        _report_progress("config", unrendered)
 
     results = assess_all(krs, outcomes, moment)
     report, store_error, previous = None, None, {}

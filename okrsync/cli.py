@@ -9,9 +9,10 @@ import json
 import os
 import re
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Iterator, List, Optional
 
 # Before anything imports Prefect: no analytics, no INFO chatter on a normal run.
 _LOG_LEVEL_CHOSEN = "PREFECT_LOGGING_LEVEL" in os.environ   # `serve` logs at INFO unless one was chosen
@@ -49,19 +50,20 @@ def _fail(error: OkrSyncError, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _store_url(configs: list[Path] | None, store: str | None) -> str:
-    if configs:
-        try:
-            return load_plan(configs, store).store_url
-        except ConfigError as e:
-            _fail_config(e)
+def _store_url(store: str | None) -> str:
     return store or os.environ.get(STORE_ENV) or DEFAULT_STORE
 
 
-def _open_store(url: str):
+@contextmanager
+def _opened_store(url: str) -> Iterator[Any]:
+    """The OKR store, closed afterwards; a store error ends the command with its one-line message."""
     from connectors.sql_store import open_store
 
-    return open_store(url)
+    try:
+        with open_store(url) as s:
+            yield s
+    except OkrSyncError as e:
+        _fail(e)
 
 
 @app.command()
@@ -124,16 +126,15 @@ def run(configs: List[Path] = ConfigArgs,
 def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to the key results of these configs"),
            store: Optional[str] = StoreOpt, as_json: bool = JsonOpt) -> None:
     """Show every key result in the store: last value, progress, status, when last updated."""
-    url = _store_url(configs, store)
-    ids = None
+    url, ids = _store_url(store), None
     if configs:
-        ids = [kr.id for kr in load_plan(configs, store).key_results]
-    try:
-        s = _open_store(url)
+        try:
+            plan = load_plan(configs, store)
+        except ConfigError as e:
+            _fail_config(e)
+        url, ids = plan.store_url, [kr.id for kr in plan.key_results]
+    with _opened_store(url) as s:
         states = s.key_results(ids)
-        s.close()
-    except OkrSyncError as e:
-        _fail(e)
     if as_json:
         print(json.dumps([render.state_json(st) for st in states], indent=2, default=str))
         return
@@ -147,12 +148,8 @@ def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to t
 def history(kr_id: str = typer.Argument(..., help="key result id"),
             store: Optional[str] = StoreOpt, as_json: bool = JsonOpt) -> None:
     """Show every check-in of one key result, oldest first."""
-    try:
-        s = _open_store(_store_url(None, store))
+    with _opened_store(_store_url(store)) as s:
         rows = s.history(kr_id)
-        s.close()
-    except OkrSyncError as e:
-        _fail(e)
     if as_json:
         print(json.dumps([render.checkin_json(c) for c in rows], indent=2, default=str))
         return
@@ -167,14 +164,10 @@ def checkin(kr_id: str = typer.Argument(..., help="key result id"),
     """Record a manual check-in (kept over automatic values unless the key result says on_manual: overwrite)."""
     from okrsync.progress import progress
 
-    try:
-        s = _open_store(_store_url(None, store))
+    with _opened_store(_store_url(store)) as s:
         state = next(iter(s.key_results([kr_id])), None)
         p = progress(value, state.baseline, state.target) if state else None
         row = s.add_manual_checkin(kr_id, value, note=note, observed_at=datetime.now(timezone.utc), progress=p)
-        s.close()
-    except OkrSyncError as e:
-        _fail(e)
     out.print(f"Recorded manual check-in of {row.value:g} for {kr_id}.", highlight=False)
 
 
