@@ -14,6 +14,7 @@ import codecs
 import csv
 import os
 import re
+import sys
 import zipfile
 from collections import Counter
 from contextlib import closing
@@ -26,9 +27,10 @@ from urllib.parse import quote
 
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectors._tabular import Answer, SheetLabel, SheetPass, TabularMetric, quote_sheet
+from okrsync.contract import LocalClient, run_batch
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement, MetricRequest
 from okrsync.refs import ConfigPath
@@ -199,9 +201,6 @@ def _xlsx_value(cell: Any) -> Any:
     return value
 
 
-def _as_metric(metric: Any) -> Metric:
-    return metric if isinstance(metric, TabularMetric) else Metric.model_validate(metric)
-
 # ---------------------------------------------------------------------------- reading
 
 
@@ -317,29 +316,40 @@ def check_source(source: SourceConfig, sheets: Iterable[str | None] = ()) -> lis
     return [str(_no_sheet(file, name, titles)) for name in dict.fromkeys(wanted) if _sheet_title(name, titles) is None]
 
 
-def measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Measurement | SourceError]:
-    """Measure every request: one pass per (file, sheet), errors confined to their key results."""
-    file = _display_path(source.path)
+def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str]:
+    """The contract's offline check: the file is there and readable, and every `sheet:` exists."""
+    return check_source(source, [m.sheet for m in metrics])
+
+
+def connect(source: SourceConfig) -> LocalClient:
+    """A missing or unreadable file fails the whole batch at once; `calls` counts passes over it."""
     if problem := _file_problem(source.path):
-        return {request.kr_id: SourceError(problem) for request in requests}
-    results: dict[str, Measurement | SourceError] = {}
-    metrics: dict[str, Metric] = {}
-    for request in requests:
-        try:
-            metrics[request.kr_id] = _as_metric(request.metric)
-        except ValidationError as exc:
-            results[request.kr_id] = SourceError(f"invalid metric: {_one_line(exc)}")
+        raise SourceError(problem)
+    return LocalClient()
+
+
+def answer(client: LocalClient, source: SourceConfig, requests: Sequence[MetricRequest]
+           ) -> dict[str, Measurement | SourceError]:
+    """Answer every request: one pass per (file, sheet), errors confined to their key results."""
+    metrics = {request.kr_id: request.metric for request in requests}
     reader = _measure_csv if _is_csv(source.path) else _measure_xlsx
-    answers, passes = reader(source, metrics, file)
+    answers, passes = reader(source, metrics, _display_path(source.path))
     order = [request.kr_id for request in requests]
     charged = {next((k for k in order if k in keys and isinstance(answers.get(k), Answer)), None)
-               for keys in map(set, passes)}
+               for keys in map(set, passes)} - {None}
+    client.calls += len(charged)
     observed_at = datetime.now(timezone.utc)
-    for kr_id, answer in answers.items():
-        if isinstance(answer, Answer):
-            results[kr_id] = Measurement(value=answer.value, link=_link(source.path, answer.ref), query=answer.query,
+    results: dict[str, Measurement | SourceError] = {}
+    for kr_id, got in answers.items():
+        if isinstance(got, Answer):
+            results[kr_id] = Measurement(value=got.value, link=_link(source.path, got.ref), query=got.query,
                                          observed_at=observed_at, calls=1 if kr_id in charged else 0,
-                                         note=answer.note)
+                                         note=got.note)
         else:
-            results[kr_id] = answer
-    return {kr_id: results[kr_id] for kr_id in order}
+            results[kr_id] = got
+    return results
+
+
+def measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Measurement | SourceError]:
+    """Measure a batch through the shared runner (okrsync.contract.run_batch)."""
+    return run_batch(sys.modules[__name__], source, requests)

@@ -1,0 +1,176 @@
+"""The source-connector contract, and the one batch runner every connector is driven through.
+
+A source connector (a module or any object) provides:
+
+    TYPE: str                                   the `type:` of a source in the config, e.g. "jira"
+    SourceConfig: type[pydantic.BaseModel]      the source's settings (`type: Literal[TYPE]`)
+    Metric: type[pydantic.BaseModel]            what a key result's `metric:` may say
+    check(source, metrics) -> list[str]         problems visible without the network (a missing
+                                                file, an unknown sheet, a Cloud site without email)
+    connect(source) -> client                   a client for one run: secrets read now; it has
+                                                `calls` (requests sent so far) and `close()`
+    answer(client, source, requests) -> {kr_id: Measurement | SourceError}
+                                                one batch: every key result of the source in this
+                                                run; identical queries asked once
+
+`run_batch` does the rest once, for every connector: a metric that is not yet the connector's
+Metric is validated (third-party callers may pass dicts), the client is opened and closed, a
+connector that raises fails only its own batch, every request gets exactly one answer in
+request order, and the calls the client spent add up (a remainder the connector did not charge
+goes to the first measured key result, or to the first failed one when none was measured).
+
+Connectors register under the entry-point group `okr_sync.sources` (okrsync.registry).
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import replace
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+from pydantic import BaseModel, ValidationError
+
+from okrsync.errors import OkrSyncError, SourceError
+from okrsync.measure import Measurement, MetricRequest
+
+logger = logging.getLogger(__name__)
+
+Outcome = Measurement | SourceError
+
+
+@runtime_checkable
+class SourceClient(Protocol):
+    """What `connect` returns: anything that counts its requests and can be closed."""
+
+    calls: int
+
+    def close(self) -> None: ...
+
+
+class SourceConnector(Protocol):
+    """A source connector; a module with these names satisfies it."""
+
+    TYPE: str
+    SourceConfig: type[BaseModel]
+    Metric: type[BaseModel]
+
+    def check(self, source: Any, metrics: Sequence[Any]) -> list[str]: ...
+
+    def connect(self, source: Any) -> SourceClient: ...
+
+    def answer(self, client: Any, source: Any, requests: Sequence[MetricRequest]) -> Mapping[str, Outcome]: ...
+
+
+REQUIRED = ("TYPE", "SourceConfig", "Metric", "check", "connect", "answer")
+
+
+def contract_problems(connector: Any) -> list[str]:
+    """What a connector lacks to meet the contract ([] when it conforms)."""
+    problems = [f"has no `{name}`" for name in REQUIRED if not hasattr(connector, name)]
+    if problems:
+        return problems
+    if not isinstance(connector.TYPE, str) or not connector.TYPE:
+        problems.append("`TYPE` must be a non-empty string")
+    for name in ("SourceConfig", "Metric"):
+        model = getattr(connector, name)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            problems.append(f"`{name}` must be a pydantic model class")
+    for name in ("check", "connect", "answer"):
+        if not callable(getattr(connector, name)):
+            problems.append(f"`{name}` must be callable")
+    return problems
+
+
+class LocalClient:
+    """The client of a source read without a connection (a file): `calls` counts its reads."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def close(self) -> None:
+        return None
+
+
+def first_problem(exc: ValidationError) -> str:
+    """The first of a pydantic error's problems, on one line: "`where`: what"."""
+    first = exc.errors(include_url=False)[0]
+    message = " ".join(str(first.get("msg", "invalid")).removeprefix("Value error, ").split())
+    where = ".".join(str(p) for p in first.get("loc", ()) if not str(p).startswith("function-"))
+    return f"`{where}`: {message}" if where else message
+
+
+def typed_metric(connector: Any, metric: Any) -> Any:
+    """The metric as the connector's Metric model (a model passes through); ValidationError if invalid."""
+    model = connector.Metric
+    return metric if isinstance(metric, model) else model.model_validate(metric)
+
+
+def run_batch(connector: Any, source: Any, requests: Sequence[MetricRequest]) -> dict[str, Outcome]:
+    """Measure one source's batch through its connector: one answer per request, in request order."""
+    order = [r.kr_id for r in requests]
+    results: dict[str, Outcome] = {}
+    valid: list[MetricRequest] = []
+    for request in requests:
+        try:
+            metric = typed_metric(connector, request.metric)
+        except ValidationError as exc:
+            results[request.kr_id] = SourceError(f"invalid metric: {first_problem(exc)}")
+            continue
+        valid.append(request if metric is request.metric else replace(request, metric=metric))
+    calls = 0
+    if valid:
+        client = None
+        try:
+            client = connector.connect(source)
+            answered = dict(connector.answer(client, source, valid))
+        except OkrSyncError as exc:
+            error = exc if isinstance(exc, SourceError) else SourceError(str(exc))
+            answered = {r.kr_id: error for r in valid}
+        except Exception as exc:  # noqa: BLE001 - a connector bug fails its batch, never the run
+            logger.debug("the %s connector raised:\n%s", connector.TYPE, traceback.format_exc())
+            error = SourceError(f"the {connector.TYPE} connector failed unexpectedly ({exc.__class__.__name__}); "
+                                "run with --verbose for details")
+            answered = {r.kr_id: error for r in valid}
+        finally:
+            if client is not None:
+                calls = int(getattr(client, "calls", 0) or 0)
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001 - closing a connection must not lose the answers
+                    logger.debug("closing the %s client failed", connector.TYPE, exc_info=True)
+        for request in valid:
+            got = answered.get(request.kr_id)
+            results[request.kr_id] = got if isinstance(got, (Measurement, SourceError)) else SourceError(
+                "the connector returned no result for this key result")
+    ordered = {kr_id: results[kr_id] for kr_id in order}
+    return charge_calls(ordered, calls)
+
+
+def charge_calls(results: dict[str, Outcome], calls: int) -> dict[str, Outcome]:
+    """Make the calls carried by `results` add up to `calls`: the uncharged remainder goes to the
+    first measured key result, else to the first failed one (a copy: errors are often shared)."""
+    charged = sum(getattr(r, "calls", 0) or 0 for r in results.values())
+    remainder = calls - charged
+    if remainder <= 0:
+        return results
+    first = next((k for k, r in results.items() if isinstance(r, Measurement)), None)
+    if first is not None:
+        results[first] = replace(results[first], calls=results[first].calls + remainder)
+        return results
+    first = next(iter(results), None)
+    if first is not None:
+        results[first] = with_calls(results[first], results[first].calls + remainder)
+    return results
+
+
+def with_calls(error: SourceError, calls: int) -> SourceError:
+    """A copy of `error` carrying `calls` (the original may be shared by other key results)."""
+    copy = error.__class__.__new__(error.__class__)
+    copy.__dict__.update(error.__dict__)
+    copy.args = error.args
+    copy.calls = calls
+    return copy
+
+
+__all__ = ["SourceConnector", "SourceClient", "LocalClient", "Outcome", "REQUIRED", "contract_problems",
+           "first_problem", "typed_metric", "run_batch", "charge_calls", "with_calls"]
