@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import re
 import sys
@@ -19,13 +20,16 @@ _LOG_LEVEL_CHOSEN = "PREFECT_LOGGING_LEVEL" in os.environ   # `serve` logs at IN
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")  # a busy machine starts it slowly
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from okrsync import render  # noqa: E402
 from okrsync.config import DEFAULT_STORE, STORE_ENV, json_schema, load_plan  # noqa: E402
+from okrsync.engine import RunOptions, max_workers, sync  # noqa: E402
 from okrsync.errors import ConfigError, OkrSyncError  # noqa: E402
+from okrsync.runmode import prefect_api_url  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Keep OKR key results true to the work: sync metrics from spreadsheets, Jira and GitHub.")
@@ -84,10 +88,15 @@ def run(configs: List[Path] = ConfigArgs,
         store: Optional[str] = StoreOpt,
         as_of: Optional[datetime] = typer.Option(None, "--as-of", help="measure as of this date/time (default now)"),
         as_json: bool = JsonOpt,
-        verbose: bool = typer.Option(False, "--verbose", "-v", help="show Prefect's own logs")) -> None:
-    """Measure every key result and write check-ins to the store, as a Prefect flow run."""
-    if verbose:
-        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+        prefect: Optional[bool] = typer.Option(None, "--prefect/--no-prefect",
+                                               help="run as a Prefect flow run (default: when a Prefect API is configured)"),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="show okr-sync's (and Prefect's) own logs")) -> None:
+    """Measure every key result and write check-ins to the store.
+
+    With a Prefect API configured (PREFECT_API_URL or the active Prefect profile) the run is a Prefect
+    flow run that shows in the UI; otherwise it runs in this process, without Prefect.
+    """
+    _log_to_stderr(logging.INFO if verbose else logging.WARNING)
     try:
         plan = load_plan(configs, store)
         if only:
@@ -97,29 +106,65 @@ def run(configs: List[Path] = ConfigArgs,
                 err.print(f"error: --only {', '.join(unknown)}: no such key result in the config (known: {known})",
                           markup=False, soft_wrap=True)
                 raise typer.Exit(2)
+        max_workers()
     except ConfigError as e:
         _fail_config(e)
     total = len(only) if only else len(plan.key_results)
-
-    from flows.sync import set_progress_listener, sync_okrs
+    use_prefect = prefect if prefect is not None else prefect_api_url() is not None
 
     with render.progress_bar(err, total, enabled=not as_json) as advance:
-        set_progress_listener(lambda _source, n: advance(n))
         try:
-            result = sync_okrs(config_paths=[str(c) for c in configs], store=store, dry_run=dry_run,
-                               only=only or None, as_of=as_of)
+            if use_prefect:
+                result = _run_as_flow(plan, configs, store, dry_run, only, as_of, advance, verbose)
+            else:
+                from flows.services import local_services
+
+                result = sync(plan, RunOptions(dry_run=dry_run, only=only or None, as_of=as_of),
+                              local_services(on_progress=advance))
         except ConfigError as e:
             _fail_config(e)
         except OkrSyncError as e:
             _fail(e)
-        finally:
-            set_progress_listener(None)
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:
         render.run_table(out, result)
         _alerts_line(result.get("alerts"))
     raise typer.Exit(1 if result["counts"]["failed"] else 0)
+
+
+def _run_as_flow(plan, configs, store, dry_run, only, as_of, advance, verbose) -> dict:
+    """The same run as a Prefect flow run (one task per source), with the plan already loaded."""
+    if verbose:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    from flows.sync import prepared, sync_okrs
+
+    try:
+        with prepared(plan, advance):
+            return sync_okrs(config_paths=[str(c) for c in configs], store=store, dry_run=dry_run,
+                             only=only or None, as_of=as_of)
+    except (OkrSyncError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - Prefect could not run the flow: say so in one line
+        where = prefect_api_url() or "a temporary local Prefect server"
+        err.print(f"error: Prefect could not run the sync at {where} ({exc.__class__.__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}): check that the Prefect server is up, "
+                  "or run without Prefect: okr-sync run --no-prefect", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _log_to_stderr(level: int) -> None:
+    """okr-sync's own log lines (retries, and with --verbose one line per source) on stderr."""
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=err, show_path=False, show_time=False, markup=False, rich_tracebacks=False)
+    for name in ("okrsync", "connectors"):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h, RichHandler)]:
+            logger.removeHandler(old)
+        logger.setLevel(level)
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 @app.command()

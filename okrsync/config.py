@@ -13,6 +13,7 @@ import calendar
 import difflib
 import os
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -20,12 +21,12 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from connectors import connector_for, source_types
 from okrsync.alerts import NotifyConfig, parse_duration
 from okrsync.errors import ConfigError, ConfigIssue
 from okrsync.measure import Period
 from okrsync.progress import Thresholds
 from okrsync.records import KeyResultRecord, ObjectiveRecord
+from okrsync.registry import ConnectorUnusable, Registry, default_registry
 from okrsync.schedule import ScheduleConfig
 from okrsync.yamlsource import YamlSyntaxError, line_of, load_with_lines
 
@@ -101,6 +102,25 @@ def render_templates(value: Any, period: Period, as_of: date) -> Any:
     if isinstance(value, list):
         return [render_templates(v, period, as_of) for v in value]
     return value
+
+
+def render_metric(metric: Any, period: Period, as_of: date) -> Any:
+    """A typed metric with {period.start}, {period.end} and {as_of} filled in, not validated again:
+    only string values change (a copy is made only when one holds a placeholder)."""
+    if isinstance(metric, BaseModel):
+        changed = {}
+        for name in type(metric).model_fields:
+            value = getattr(metric, name)
+            rendered = render_metric(value, period, as_of)
+            if rendered is not value:
+                changed[name] = rendered
+        return metric.model_copy(update=changed) if changed else metric
+    if isinstance(metric, str):
+        return render_templates(metric, period, as_of) if "{" in metric else metric
+    if isinstance(metric, (dict, list)):
+        rendered = render_templates(metric, period, as_of)
+        return metric if rendered == metric else rendered
+    return metric
 
 
 def _strings(value: Any):
@@ -202,7 +222,7 @@ class PlannedKeyResult:
     objective_id: str
     source_key: str
     source_type: str
-    metric: dict[str, Any]   # raw metric (templates not yet rendered), validated once already
+    metric: Any              # the connector's Metric model, validated at load (templates not yet rendered)
     baseline: float
     target: float
     unit: str | None
@@ -235,12 +255,6 @@ class Plan:
         return self.sources[kr.source_key]
 
 
-def build_metric(kr: PlannedKeyResult, source: PlannedSource, as_of: date) -> Any:
-    """The connector Metric for one run: templates rendered, validated by the connector."""
-    connector = connector_for(source.type)
-    rendered = render_templates(kr.metric, kr.period, as_of)
-    return connector.Metric.model_validate(rendered, context={"base_dir": Path(kr.config_file).parent})
-
 # ---------------------------------------------------------------------------- error wording
 
 _HINTS = {
@@ -251,7 +265,7 @@ _HINTS = {
     "metric": "what to measure, e.g. {cell: B7}",
     "objectives": "a list of objectives, each with key_results",
     "key_results": "a list of key results",
-    "type": f"one of {', '.join(source_types())}",
+    "type": "a source type: spreadsheet, jira, github, google_sheets, or one a plug-in adds",
     "path": "the file's path, relative to this config file",
 }
 
@@ -333,8 +347,10 @@ class _FileChecker:
 
 
 def _check_source_and_metric(check: _FileChecker, top: FileConfig, out: dict[str, Any], source_name: str,
-                             metric: dict[str, Any], kwhere: tuple, klabel: str, base_dir: Path) -> None:
-    """The key result's source exists, and its metric is one that source's connector accepts."""
+                             metric: dict[str, Any], kwhere: tuple, klabel: str, base_dir: Path,
+                             registry: Registry) -> Any:
+    """The key result's source exists, and its metric is one that source's connector accepts:
+    the connector's Metric model (templates not yet rendered), or None."""
     for text in _strings(metric):
         for problem in template_problems(text):
             check.add(kwhere + ("metric",), klabel, problem)
@@ -345,10 +361,11 @@ def _check_source_and_metric(check: _FileChecker, top: FileConfig, out: dict[str
         check.add(kwhere + ("source",), klabel, f"unknown source `{source_name}`: {hint}")
     elif source_name in out["sources"]:
         stype, _ = out["sources"][source_name]
-        check.validate(connector_for(stype).Metric, metric, kwhere + ("metric",), klabel, {"base_dir": base_dir})
+        return check.validate(registry.get(stype).Metric, metric, kwhere + ("metric",), klabel, {"base_dir": base_dir})
+    return None
 
 
-def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict[str, Any]]:
+def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tuple[_FileChecker, dict[str, Any]]:
     check = _FileChecker(path)
     out: dict[str, Any] = {"period": None, "store": None, "thresholds": Thresholds(), "sources": {},
                            "objectives": [], "krs": [], "schedule": None, "notify": None}
@@ -388,24 +405,27 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict
     file_stale = getattr(top, "stale_after", None)
 
     base_dir = path.parent
+    metrics_of: dict[str, list[Any]] = defaultdict(list)
     for name, raw in top.sources.items():
         where = ("sources", name)
         if not isinstance(raw, dict):
             check.add(where, f"sources.{name}", "a source must be a mapping with `type:` and its settings")
             continue
         stype = raw.get("type")
-        if stype not in source_types():
-            close = difflib.get_close_matches(str(stype), source_types(), n=1)
-            hint = f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(source_types())}"
+        if stype not in registry:
+            close = difflib.get_close_matches(str(stype), registry.types(), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(registry.types())}"
             check.add(where + (("type",) if stype is not None else ()), f"sources.{name}",
                       f"unknown source type {stype!r}: {hint}" if stype is not None else f"`type` is missing: add `type:` ({hint})")
             continue
-        connector = connector_for(stype)
+        try:
+            connector = registry.get(stype)
+        except ConnectorUnusable as exc:
+            check.add(where + ("type",), f"sources.{name}", str(exc))
+            continue
         config = check.validate(connector.SourceConfig, raw, where, f"sources.{name}", {"base_dir": base_dir})
         if config is None:
             continue
-        for problem in getattr(connector, "check_source", lambda c: [])(config):
-            check.add(where, f"sources.{name}", problem)
         out["sources"][name] = (stype, config)
 
     for oi, raw_obj in enumerate(top.objectives):
@@ -426,7 +446,10 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict
             kr = check.validate(KeyResultConfig, raw_kr, kwhere, klabel)
             if kr is None:  # still check what can be checked, so every mistake shows at once
                 if isinstance(raw_kr, dict) and isinstance(raw_kr.get("source"), str) and isinstance(raw_kr.get("metric"), dict):
-                    _check_source_and_metric(check, top, out, raw_kr["source"], raw_kr["metric"], kwhere, klabel, base_dir)
+                    metric = _check_source_and_metric(check, top, out, raw_kr["source"], raw_kr["metric"], kwhere,
+                                                      klabel, base_dir, registry)
+                    if metric is not None:
+                        metrics_of[raw_kr["source"]].append(metric)
                 continue
             if kr.id in seen_ids:
                 check.add(kwhere + ("id",), klabel, f"id `{kr.id}` is used twice (also at {seen_ids[kr.id]}): ids must be unique across all config files")
@@ -443,14 +466,19 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict
             if kr.target == kr.baseline:
                 check.add(kwhere + ("target",), klabel, f"target equals baseline ({kr.target:g}), so progress cannot be measured: "
                                                           "set `baseline:` to where you started (it defaults to 0)")
-            _check_source_and_metric(check, top, out, kr.source, kr.metric, kwhere, klabel, base_dir)
-            if obj is not None and period is not None:
+            metric = _check_source_and_metric(check, top, out, kr.source, kr.metric, kwhere, klabel, base_dir, registry)
+            if metric is not None:
+                metrics_of[kr.source].append(metric)
+            if obj is not None and period is not None and metric is not None:
                 th = out["thresholds"] if kr.thresholds is None else Thresholds(kr.thresholds.at_risk, kr.thresholds.off_track)
                 out["krs"].append(dict(
-                    id=kr.id, title=kr.title, objective_id=obj.id, source_name=kr.source, metric=kr.metric,
+                    id=kr.id, title=kr.title, objective_id=obj.id, source_name=kr.source, metric=metric,
                     baseline=kr.baseline, target=kr.target, unit=kr.unit, period=period, thresholds=th,
                     on_manual=kr.on_manual, config_file=str(path), line=line_of(check.lines, kwhere),
                     schedule=kr.schedule, stale_after=_duration(kr.stale_after or file_stale)))
+    for name, (stype, config) in out["sources"].items():  # offline checks that need the source's metrics
+        for problem in registry.get(stype).check(config, metrics_of.get(name, [])):
+            check.add(("sources", name), f"sources.{name}", problem)
     return check, out
 
 
@@ -486,13 +514,16 @@ def _resolve_store(url: str, base_dir: Path) -> str:
     return url
 
 
-def load_plan(paths: list[str | Path], store: str | None = None) -> Plan:
-    """Validate config files into a Plan; raise ConfigError with every issue found."""
+def load_plan(paths: list[str | Path], store: str | None = None, registry: Registry | None = None) -> Plan:
+    """Validate config files into a Plan; raise ConfigError with every issue found.
+
+    `registry` gives the source connectors (default: those installed as entry points)."""
+    registry = registry or default_registry()
     issues: list[ConfigIssue] = []
     seen_ids: dict[str, str] = {}
     loaded = []
     for p in paths:
-        check, out = _load_file(Path(p), seen_ids)
+        check, out = _load_file(Path(p), seen_ids, registry)
         issues.extend(check.issues)
         loaded.append((Path(p), check, out))
 
@@ -538,9 +569,10 @@ def load_plan(paths: list[str | Path], store: str | None = None) -> Plan:
 # ---------------------------------------------------------------------------- JSON Schema
 
 
-def json_schema() -> dict[str, Any]:
+def json_schema(registry: Registry | None = None) -> dict[str, Any]:
     """The JSON Schema of a config file, with every registered source type and metric."""
-    connectors = [connector_for(t) for t in source_types()]
+    registry = registry or default_registry()
+    connectors = [registry.get(t) for t in registry.types()]
     source_union = Annotated[Union[tuple(c.SourceConfig for c in connectors)], Field(discriminator="type")]
     metric_union = Union[tuple(c.Metric for c in connectors)]
     kr = create_model("KeyResult", __base__=KeyResultConfig, metric=(metric_union, ...))

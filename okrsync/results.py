@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
-from okrsync.config import Plan, PlannedKeyResult, build_metric
+from okrsync.config import PlannedKeyResult
 from okrsync.errors import SourceError
-from okrsync.measure import Measurement, MetricRequest
+from okrsync.measure import Measurement
 from okrsync.progress import assess
 from okrsync.records import CheckinRecord, WriteReport
 
@@ -38,22 +38,6 @@ class KeyResultResult:
         data = asdict(self)
         data["observed_at"] = self.observed_at.isoformat() if self.observed_at else None
         return data
-
-
-def requests_by_source(plan: Plan, krs: list[PlannedKeyResult], as_of: date
-                       ) -> tuple[dict[str, list[MetricRequest]], dict[str, str]]:
-    """Group key results into one batch per source; a metric that fails to render is an error."""
-    batches: dict[str, list[MetricRequest]] = {}
-    errors: dict[str, str] = {}
-    for kr in krs:
-        try:
-            metric = build_metric(kr, plan.source_of(kr), as_of)
-        except Exception as exc:  # noqa: BLE001 - a template that renders to something invalid
-            errors[kr.id] = f"metric is invalid once its placeholders are filled in: {exc}".splitlines()[0]
-            continue
-        batches.setdefault(kr.source_key, []).append(
-            MetricRequest(kr_id=kr.id, metric=metric, period=kr.period, as_of=as_of))
-    return batches, errors
 
 
 def assess_all(krs: list[PlannedKeyResult], outcomes: dict[str, Measurement | SourceError | str],

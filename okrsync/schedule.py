@@ -8,18 +8,19 @@ A key result without its own schedule follows its file's. A key result's schedul
 timezone takes its file's timezone, else UTC. Key results sharing the same cron and timezone
 form one `Cadence`: one Prefect schedule, one flow run per tick for all of them.
 
-Cron times are read exactly as Prefect's scheduler reads them (its CronSchedule, with the same
-daylight-saving rules), so `due_at` answers what Prefect will actually run.
+Cron times are read with cronsim (standard cron semantics: day-of-month OR day-of-week, wall-clock
+times in the schedule's timezone across daylight-saving changes), the way Prefect's scheduler
+reads the same cron string; nothing here imports Prefect.
 """
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
-from typing import Any, Iterable
+from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_TIMEZONE = "UTC"
@@ -60,20 +61,21 @@ class ScheduleConfig(BaseModel):
         return value
 
 
+_MACRO_FIELDS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+                 "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+
+
+def _fields(cron: str) -> str:
+    return _MACRO_FIELDS.get(cron.lower(), cron)
+
+
 def _prefect_accepts(cron: str) -> bool:
+    """A cron string cron (and so Prefect) can run: five valid fields, or a macro."""
     try:
-        _cron_schedule(cron, DEFAULT_TIMEZONE)
-    except ValueError:  # pydantic's ValidationError is a ValueError
+        CronSim(_fields(cron), datetime(2026, 1, 1, tzinfo=timezone.utc))
+    except CronSimError:
         return False
     return True
-
-
-@lru_cache(maxsize=256)
-def _cron_schedule(cron: str, tz: str) -> Any:
-    """Prefect's own CronSchedule (the one its scheduler runs), built once per cron and zone."""
-    from prefect.server.schemas.schedules import CronSchedule
-
-    return CronSchedule(cron=cron, timezone=tz)
 
 # ---------------------------------------------------------------------------- cadences
 
@@ -129,11 +131,16 @@ def unscheduled(file_schedule: ScheduleConfig | None,
 
 def next_fire(cadence: Cadence, after: datetime) -> datetime:
     """The first tick of the cadence at or after `after` (a tz-aware moment), in UTC."""
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
     start = after if after.tzinfo else after.replace(tzinfo=timezone.utc)
-    dates = run_coro_as_sync(_cron_schedule(cadence.cron, cadence.timezone).get_dates(n=1, start=start))
-    return dates[0].astimezone(timezone.utc)
+    zone = ZoneInfo(cadence.timezone)
+    # Cron runs on wall-clock times; a time skipped by a spring-forward runs that much later and a
+    # time repeated by a fall-back runs once, the first time (fold=0), as Prefect's scheduler does.
+    wall = start.astimezone(zone).replace(tzinfo=None) - timedelta(microseconds=1)   # cronsim: strictly after
+    for candidate in CronSim(_fields(cadence.cron), wall - timedelta(hours=3)):
+        moment = candidate.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
+        if moment >= start:
+            return moment
+    raise ValueError(f"cron {cadence.cron!r} never fires")   # pragma: no cover - CronSim iterates forever
 
 
 def fires_at(cadence: Cadence, moment: datetime) -> bool:

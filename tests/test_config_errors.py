@@ -155,7 +155,7 @@ def test_relative_paths_resolve_against_config_file(tmp_path, config, monkeypatc
 def test_templates_rendered_per_run(config):
     from datetime import date
 
-    from okrsync.config import build_metric, render_templates
+    from okrsync.config import render_metric, render_templates
     from okrsync.measure import Period
 
     period = Period(date(2026, 10, 1), date(2026, 12, 31), "2026-Q4")
@@ -163,7 +163,7 @@ def test_templates_rendered_per_run(config):
     assert got == {"q": "merged:>=2026-10-01 created:<2026-12-31 as of 2026-11-05"}
     plan = load_plan([config(HEAD + GOOD_KR)])
     kr = plan.key_results[0]
-    assert build_metric(kr, plan.source_of(kr), date(2026, 11, 5)).cell == "B2"
+    assert render_metric(kr.metric, kr.period, date(2026, 11, 5)).cell == "B2"
 
 
 def test_store_precedence(config, monkeypatch, tmp_path):

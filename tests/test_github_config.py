@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from connectors._github_client import web_root
 from connectors.github import Metric, SourceConfig, search_kind
-from okrsync.config import build_metric, json_schema, load_plan
+from okrsync.config import json_schema, load_plan, render_metric
 from okrsync.errors import ConfigError
 
 CONFIG = """\
@@ -66,14 +66,13 @@ def test_the_documented_shapes_validate_and_render(write_config):
     plan = load_plan([write_config(CONFIG)])
     krs = {kr.id: kr for kr in plan.key_results}
     assert set(krs) == {"perf-prs", "ttm", "v2", "releases", "triage"}
-    source = plan.source_of(krs["releases"])
-    rendered = build_metric(krs["releases"], source, date(2026, 11, 20))
-    assert rendered.since == date(2026, 10, 1) and rendered.kind == "releases"
-    perf = build_metric(krs["perf-prs"], source, date(2026, 11, 20))
+    rendered = render_metric(krs["releases"].metric, krs["releases"].period, date(2026, 11, 20))
+    assert str(rendered.since) == "2026-10-01" and rendered.kind == "releases"
+    perf = render_metric(krs["perf-prs"].metric, krs["perf-prs"].period, date(2026, 11, 20))
     assert perf.search.endswith("merged:>=2026-10-01") and perf.kind == "search_count"
-    assert build_metric(krs["v2"], source, date(2026, 11, 20)).kind == "milestone"
-    assert build_metric(krs["triage"], source, date(2026, 11, 20)).kind == "ratio"
-    assert build_metric(krs["ttm"], source, date(2026, 11, 20)).kind == "statistic"
+    assert render_metric(krs["v2"].metric, krs["v2"].period, date(2026, 11, 20)).kind == "milestone"
+    assert render_metric(krs["triage"].metric, krs["triage"].period, date(2026, 11, 20)).kind == "ratio"
+    assert render_metric(krs["ttm"].metric, krs["ttm"].period, date(2026, 11, 20)).kind == "statistic"
 
 
 def test_validate_reports_each_mistake_with_file_line_and_fix(write_config):

@@ -1,26 +1,28 @@
-"""The `send-alerts` task: after the check-ins are written, decide and deliver alerts.
+"""After the check-ins are written: decide the alerts due and deliver them.
 
 Only key results of config files with a `notify:` section take part. The store decides under
-lock (okrsync.alerts.decide over each key result's watch) and queues the alerts due; this task
-posts them, one message per webhook, and marks them delivered. An alert that could not be
-delivered stays queued and is retried by the next run (up to a few times). Alerting never fails
-the sync: its problems are logged and returned in the run summary.
+lock (okrsync.alerts.decide over each key result's watch) and queues the alerts due; they are
+posted one message per webhook and marked delivered. An alert that could not be delivered stays
+queued and is retried by the next run (up to a few times). Alerting never fails the sync: its
+problems are logged and returned in the run summary.
+
+The store and the webhook poster come from the caller (connectors.sql_store, connectors.webhook).
 """
 from __future__ import annotations
 
+import logging
 import traceback
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from typing import Any, Callable
 
 from okrsync.alerts import Alert, Observation, QueuedAlert, Watch, decide, ordered, slack_payload
 from okrsync.config import Plan
 from okrsync.errors import OkrSyncError
 from okrsync.refs import SecretRef
+
+logger = logging.getLogger(__name__)
 
 
 def observations(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Observation]:
@@ -37,16 +39,12 @@ def observations(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Observatio
     return found
 
 
-@task(name="send-alerts", cache_policy=NO_CACHE, retries=0)
-def send_alerts(plan: Plan, rows: list[dict[str, Any]], run_id: str, moment: datetime) -> dict[str, Any]:
+def send_alerts(plan: Plan, rows: list[dict[str, Any]], run_id: str, moment: datetime,
+                open_store: Callable[[str], Any], post: Callable[..., int]) -> dict[str, Any]:
     """Decide the alerts due after this run, post them to each file's webhook, record delivery.
 
     Returns {"alerts": [{kr_id, kind, message, delivered}], "errors": [...], "calls": n}.
     """
-    from connectors.sql_store import open_store
-    from connectors.webhook import WebhookError, post_json
-
-    logger = get_run_logger()
     seen = observations(plan, rows)
     outcome: dict[str, Any] = {"alerts": [], "errors": [], "calls": 0}
     if not seen:
@@ -79,13 +77,10 @@ def send_alerts(plan: Plan, rows: list[dict[str, Any]], run_id: str, moment: dat
             header = f"okr-sync · {', '.join(sorted(files[ref]))} · {len(batch)} alert{'s' if len(batch) != 1 else ''}"
             delivered = False
             try:
-                outcome["calls"] += post_json(ref.reveal(), slack_payload(batch, header), where=ref.describe())
+                outcome["calls"] += post(ref.reveal(), slack_payload(batch, header), where=ref.describe())
                 delivered = True
-            except WebhookError as exc:
-                outcome["calls"] += exc.calls
-                outcome["errors"].append(str(exc))
-                logger.warning("%d alert(s) not delivered: %s", len(batch), exc)
-            except OkrSyncError as exc:  # the webhook's variable or Secret block is missing
+            except OkrSyncError as exc:  # the webhook refused, or its variable or Secret block is missing
+                outcome["calls"] += getattr(exc, "calls", 0)
                 outcome["errors"].append(str(exc))
                 logger.warning("%d alert(s) not delivered: %s", len(batch), exc)
             store.finish_alerts([a.id for a in batch], run_id=run_id, delivered=delivered)

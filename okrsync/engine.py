@@ -1,0 +1,245 @@
+"""The sync engine: one sync of a Plan, in plain Python.
+
+    plan -> one batch per source -> measure the batches on a bounded executor -> assess
+         -> write the check-ins (one store transaction) -> alerts -> run summary
+
+The caller decides how batches run (an Executor): `LocalExecutor` (threads) for the CLI's
+in-process runs; the Prefect flow `sync-okrs` passes one that makes each batch a Prefect task.
+Everything the engine needs from the layers above comes in through `Services` (the connector
+registry, the store, the alert webhook), so the core imports neither `connectors` nor `flows`.
+Progress is reported through `Services.on_progress` (key results done), never a global.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import date, datetime, time as dtime, timezone
+from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
+
+from okrsync.config import Plan, PlannedKeyResult, PlannedSource, render_metric
+from okrsync.contract import Outcome, run_batch
+from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError, SourceError
+from okrsync.measure import Measurement, MetricRequest
+from okrsync.registry import ConnectorUnusable, Registry
+from okrsync.results import apply_report, assess_all, checkins, summary
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WORKERS_ENV = "OKR_SYNC_MAX_WORKERS"
+DEFAULT_WORKERS = 4
+MAX_WORKERS_ALLOWED = 32
+
+
+def max_workers() -> int:
+    """Sources measured at once: $OKR_SYNC_MAX_WORKERS (1..32), default 4."""
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_WORKERS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_WORKERS_ALLOWED:
+        raise ConfigError([ConfigIssue(f"${WORKERS_ENV}", None, None,
+                                       f"{WORKERS_ENV}={raw!r} must be a whole number from 1 to {MAX_WORKERS_ALLOWED} "
+                                       f"(sources measured at once; default {DEFAULT_WORKERS}): fix or unset it")])
+    return value
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    only: Sequence[str] | None = None       # key result ids (default: all)
+    as_of: date | datetime | None = None    # default: now
+    run_id: str | None = None               # default: a new one
+
+
+@dataclass(frozen=True)
+class SourceBatch:
+    """Every key result of one source in one run."""
+
+    source: PlannedSource
+    requests: list[MetricRequest]
+
+
+class Executor(Protocol):
+    """How the engine's work is run: `measure_all` yields each batch with its outcomes as it
+    finishes; `step` runs one named step (write, alerts)."""
+
+    def measure_all(self, batches: list[SourceBatch],
+                    measure: Callable[[SourceBatch], dict[str, Outcome]]) -> Iterator[tuple[SourceBatch, dict[str, Outcome]]]: ...
+
+    def step(self, name: str, fn: Callable[[], T]) -> T: ...
+
+
+class LocalExecutor:
+    """Batches on a bounded thread pool; steps inline."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or max_workers()
+
+    def measure_all(self, batches, measure):
+        if not batches:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(batches)), thread_name_prefix="okr-sync") as pool:
+            futures = {pool.submit(measure, batch): batch for batch in batches}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+
+    def step(self, name: str, fn: Callable[[], T]) -> T:
+        return fn()
+
+
+@dataclass
+class Services:
+    """What the layers above give the engine."""
+
+    registry: Registry
+    open_store: Callable[[str], Any]                           # url -> an OKR store (connectors.sql_store)
+    post_webhook: Callable[..., int] | None = None             # (url: SecretStr, payload, where=) -> calls
+    executor: Executor = field(default_factory=LocalExecutor)
+    on_progress: Callable[[int], None] | None = None           # n more key results done
+
+    def progress(self, n: int) -> None:
+        if self.on_progress is not None and n:
+            self.on_progress(n)
+
+
+def as_of_moment(as_of: date | datetime | None) -> datetime:
+    """The moment measured: now, a given time (UTC if naive), or the end of a given day (UTC)."""
+    if as_of is None:
+        return datetime.now(timezone.utc)
+    if isinstance(as_of, datetime):
+        return as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
+    return datetime.combine(as_of, dtime.max, tzinfo=timezone.utc)
+
+
+def selected(plan: Plan, only: Sequence[str] | None) -> list[PlannedKeyResult]:
+    """The plan's key results, or those named by `only` (ConfigError naming unknown ids)."""
+    if not only:
+        return list(plan.key_results)
+    wanted = set(only)
+    unknown = sorted(wanted - {kr.id for kr in plan.key_results})
+    if unknown:
+        known = ", ".join(kr.id for kr in plan.key_results)
+        raise ConfigError([ConfigIssue(", ".join(plan.files), None, u,
+                                       f"no key result has this id (check --only; known: {known})") for u in unknown])
+    return [kr for kr in plan.key_results if kr.id in wanted]
+
+
+def batches_for(plan: Plan, krs: list[PlannedKeyResult], as_of: date) -> tuple[list[SourceBatch], dict[str, str]]:
+    """One batch per source, its metrics' placeholders filled in; an error per metric that cannot be."""
+    requests: dict[str, list[MetricRequest]] = {}
+    errors: dict[str, str] = {}
+    for kr in krs:
+        try:
+            metric = render_metric(kr.metric, kr.period, as_of)
+        except ValueError as exc:
+            errors[kr.id] = f"metric is invalid once its placeholders are filled in: {exc}".splitlines()[0]
+            continue
+        requests.setdefault(kr.source_key, []).append(
+            MetricRequest(kr_id=kr.id, metric=metric, period=kr.period, as_of=as_of))
+    return [SourceBatch(plan.sources[key], reqs) for key, reqs in requests.items()], errors
+
+
+def measure_batch(registry: Registry, batch: SourceBatch) -> dict[str, Outcome]:
+    """One source's batch through its connector; logs one line for the source."""
+    started = time.perf_counter()
+    source = batch.source
+    try:
+        connector = registry.get(source.type)
+    except (KeyError, ConnectorUnusable) as exc:
+        error = SourceError(str(exc) if isinstance(exc, ConnectorUnusable)
+                            else f"no connector is installed for source type `{source.type}`")
+        return {r.kr_id: error for r in batch.requests}
+    outcomes = run_batch(connector, source.config, batch.requests)
+    failed = sum(1 for v in outcomes.values() if not isinstance(v, Measurement))
+    calls = sum(getattr(v, "calls", 0) or 0 for v in outcomes.values())
+    logger.info("source %s: %d key results, %d failed, %d calls, %.2f s", source.key, len(batch.requests),
+                failed, calls, time.perf_counter() - started)
+    return outcomes
+
+
+def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
+    """Run one sync; return the run summary (counts, one entry per key result). ConfigError for a
+    bad `only`; every other failure is reported per key result (or as the store's error)."""
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc)
+    run_id = options.run_id or uuid.uuid4().hex[:12]
+    moment = as_of_moment(options.as_of)
+    krs = selected(plan, options.only)
+
+    batches, unrendered = batches_for(plan, krs, moment.date())
+    outcomes: dict[str, Outcome | str] = dict(unrendered)
+    services.progress(len(unrendered))
+    calls = 0
+    for batch, measured in services.executor.measure_all(batches, lambda b: measure_batch(services.registry, b)):
+        outcomes.update(measured)
+        calls += sum(getattr(m, "calls", 0) or 0 for m in measured.values())
+        services.progress(len(batch.requests))
+
+    results = assess_all(krs, outcomes, moment)
+    report, store_error, previous = None, None, {}
+    if not options.dry_run:
+        records = checkins(results, run_id)
+        failed = sum(1 for r in results if r.error)
+        try:
+            report, previous = services.executor.step(
+                "write-checkins", lambda: write_checkins(services, plan, krs, records, run_id, started_at, failed))
+        except OkrSyncError as exc:
+            store_error = str(exc)
+            logger.error("%s", store_error)
+    apply_report(results, report, store_error)
+    result = summary(run_id, results, as_of=moment, dry_run=options.dry_run, store=masked_url(plan.store_url),
+                     calls=calls, seconds=time.perf_counter() - started)
+    for row in result["key_results"]:
+        before = previous.get(row["id"])
+        row["previous"] = before
+        row["change"] = None if before is None or row["value"] is None else round(row["value"] - before, 9)
+    if not options.dry_run and store_error is None and plan.notify and services.post_webhook is not None:
+        from okrsync.notify import send_alerts
+
+        result["alerts"] = services.executor.step(
+            "send-alerts", lambda: send_alerts(plan, result["key_results"], run_id, moment,
+                                               services.open_store, services.post_webhook))
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    c = result["counts"]
+    logger.info("run %s: %d key results, %d synced, %d failed, %d written, %d source calls, %.2f s", run_id,
+                c["key_results"], c["synced"], c["failed"], c["written"], calls, result["seconds"])
+    return result
+
+
+def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], records: list, run_id: str,
+                   started_at: datetime, failed: int) -> tuple[Any, dict[str, float]]:
+    """Write the run's check-ins in one transaction. Returns (WriteReport, each key result's latest
+    value before this run), the latter for "change since the previous check-in"."""
+    store = services.open_store(plan.store_url)
+    try:
+        ids = [kr.id for kr in krs]
+        previous = {s.kr_id: s.last.value for s in store.key_results(sorted(ids)) if s.last is not None}
+        objective_ids = {kr.objective_id for kr in krs}
+        report = store.write_sync(run_id=run_id, started_at=started_at,
+                                  objectives=[o for o in plan.objectives if o.id in objective_ids],
+                                  key_results=[kr.record() for kr in krs], checkins=records,
+                                  config_files=plan.files, failed=failed)
+        return report, previous
+    finally:
+        store.close()
+
+
+_PASSWORD = re.compile(r"^([A-Za-z0-9+.-]+://[^:/@]*):[^@]*@")
+
+
+def masked_url(url: str) -> str:
+    """A store URL with its password hidden, for output: postgresql://user:***@host/db."""
+    return _PASSWORD.sub(r"\1:***@", url)
+
+
+__all__ = ["RunOptions", "SourceBatch", "Executor", "LocalExecutor", "Services", "sync", "measure_batch",
+           "batches_for", "selected", "as_of_moment", "max_workers", "masked_url", "write_checkins"]

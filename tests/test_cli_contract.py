@@ -1,0 +1,117 @@
+"""The CLI's contract, in process (so coverage sees it): exit codes 0/1/2, manual check-ins kept
+by later runs, and the same output whether a run goes through Prefect or not."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import EXAMPLE
+from okrsync.cli import app
+
+AS_OF = "2026-11-20T12:00:00"
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OKR_SYNC_STORE", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+    return invoke
+
+
+@pytest.fixture
+def example(tmp_path) -> Path:
+    """A copy of the example config and its data, so a test may break a file."""
+    shutil.copytree(EXAMPLE.parent, tmp_path / "config")
+    return tmp_path / "config" / EXAMPLE.name
+
+
+def test_a_clean_run_exits_0_and_a_second_run_writes_nothing(cli, example):
+    first = cli("run", str(example), "--no-prefect", "--as-of", AS_OF, "--json")
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)
+    assert doc["counts"]["written"] == 6 and doc["counts"]["failed"] == 0
+    again = cli("run", str(example), "--no-prefect", "--as-of", AS_OF)
+    assert again.exit_code == 0
+    assert "0 check-ins written, 6 unchanged" in again.stdout
+
+
+def test_one_failing_key_result_exits_1_and_the_rest_are_written(cli, example, tmp_path):
+    survey = example.parent / "data" / "survey.csv"
+    survey.write_text(survey.read_text().replace("NPS,398,38", "NPS,398,n/a"))
+    done = cli("run", str(example), "--no-prefect", "--as-of", AS_OF, "--json")
+    assert done.exit_code == 1
+    rows = {r["id"]: r for r in json.loads(done.stdout)["key_results"]}
+    assert "C7" in rows["checkout-nps"]["error"] and "n/a" in rows["checkout-nps"]["error"]
+    assert {k for k, r in rows.items() if r["outcome"] == "written"} == set(rows) - {"checkout-nps"}
+    status = cli("status", "--json")
+    assert {s["kr_id"] for s in json.loads(status.stdout) if s["last"]} == set(rows) - {"checkout-nps"}
+
+
+def test_bad_config_exits_2_with_file_and_line(cli, example):
+    example.write_text(example.read_text().replace("target: 45", "target: forty-five"))
+    done = cli("run", str(example), "--no-prefect")
+    assert done.exit_code == 2
+    assert f"{example}:23: checkout-nps: `target` must be a number" in done.stderr
+    assert not (example.parent.parent / "okr-sync.db").exists()
+
+
+def test_unknown_only_exits_2(cli, example):
+    done = cli("run", str(example), "--no-prefect", "--only", "nope")
+    assert done.exit_code == 2
+    assert "--only nope: no such key result" in done.stderr
+
+
+def test_a_bad_worker_count_exits_2_without_a_traceback(cli, example, monkeypatch):
+    monkeypatch.setenv("OKR_SYNC_MAX_WORKERS", "abc")
+    done = cli("run", str(example), "--no-prefect")
+    assert done.exit_code == 2
+    assert "OKR_SYNC_MAX_WORKERS='abc' must be a whole number from 1 to 32" in done.stderr
+    assert "Traceback" not in done.output
+
+
+def test_a_manual_checkin_is_kept_by_the_next_run(cli, example):
+    assert cli("run", str(example), "--no-prefect", "--as-of", AS_OF).exit_code == 0
+    manual = cli("checkin", "checkout-nps", "41", "--note", "from the survey tool")
+    assert manual.exit_code == 0 and "Recorded manual check-in of 41 for checkout-nps" in manual.stdout
+    run = cli("run", str(example), "--no-prefect", "--as-of", AS_OF, "--json")
+    assert run.exit_code == 0
+    rows = {r["id"]: r for r in json.loads(run.stdout)["key_results"]}
+    assert rows["checkout-nps"]["outcome"] == "kept_manual"
+    states = {s["kr_id"]: s for s in json.loads(cli("status", "--json").stdout)}
+    assert states["checkout-nps"]["last"]["value"] == 41 and states["checkout-nps"]["last"]["kind"] == "manual"
+
+
+def test_on_manual_overwrite_lets_the_next_run_replace_a_manual_value(cli, example):
+    example.write_text(example.read_text().replace("target: 45", "target: 45\n        on_manual: overwrite", 1))
+    assert cli("run", str(example), "--no-prefect", "--as-of", AS_OF).exit_code == 0
+    assert cli("checkin", "checkout-nps", "41").exit_code == 0
+    run = cli("run", str(example), "--no-prefect", "--as-of", AS_OF, "--json")
+    rows = {r["id"]: r for r in json.loads(run.stdout)["key_results"]}
+    assert rows["checkout-nps"]["outcome"] == "written"
+    states = {s["kr_id"]: s for s in json.loads(cli("status", "--json").stdout)}
+    assert states["checkout-nps"]["last"]["value"] == 38
+
+
+def _comparable(doc: dict) -> dict:
+    doc = {k: v for k, v in doc.items() if k not in ("run_id", "seconds")}
+    doc["key_results"] = [{k: v for k, v in r.items() if k != "observed_at"} for r in doc["key_results"]]
+    return doc
+
+
+def test_a_run_through_prefect_prints_what_a_local_run_prints(cli, example, tmp_path, prefect_harness):
+    local = cli("run", str(example), "--no-prefect", "--as-of", AS_OF, "--json", "--store", f"sqlite:///{tmp_path / 'a.db'}")
+    flow = cli("run", str(example), "--prefect", "--as-of", AS_OF, "--json", "--store", f"sqlite:///{tmp_path / 'b.db'}")
+    assert local.exit_code == flow.exit_code == 0, flow.output
+    a, b = json.loads(local.stdout), json.loads(flow.stdout)
+    assert a["store"] != b["store"]
+    a.pop("store"), b.pop("store")
+    assert _comparable(a) == _comparable(b)
+    assert a["counts"]["written"] == 6
