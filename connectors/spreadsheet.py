@@ -316,9 +316,20 @@ def check_source(source: SourceConfig, sheets: Iterable[str | None] = ()) -> lis
     return [str(_no_sheet(file, name, titles)) for name in dict.fromkeys(wanted) if _sheet_title(name, titles) is None]
 
 
-def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str]:
-    """The contract's offline check: the file is there and readable, and every `sheet:` exists."""
-    return check_source(source, [m.sheet for m in metrics])
+def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str | tuple[int, str]]:
+    """The contract's offline check: the file is there and readable (a problem of the source), and
+    each metric's `sheet:` exists (a problem of that metric, by its index)."""
+    if problems := check_source(source):
+        return list(problems)
+    file = _display_path(source.path)
+    if _is_csv(source.path):
+        return [(i, f"{file}: CSV files have no sheets; remove `sheet:`") for i, m in enumerate(metrics) if m.sheet]
+    try:
+        titles = sheet_names(source)
+    except SourceError as error:
+        return [str(error)]
+    return [(i, str(_no_sheet(file, m.sheet, titles))) for i, m in enumerate(metrics)
+            if m.sheet is not None and _sheet_title(m.sheet, titles) is None]
 
 
 def connect(source: SourceConfig) -> LocalClient:

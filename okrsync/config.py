@@ -405,7 +405,7 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
     file_stale = getattr(top, "stale_after", None)
 
     base_dir = path.parent
-    metrics_of: dict[str, list[Any]] = defaultdict(list)
+    metrics_of: dict[str, list[tuple[Any, tuple, str]]] = defaultdict(list)   # by source: (metric, where, who)
     for name, raw in top.sources.items():
         where = ("sources", name)
         if not isinstance(raw, dict):
@@ -449,7 +449,7 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
                     metric = _check_source_and_metric(check, top, out, raw_kr["source"], raw_kr["metric"], kwhere,
                                                       klabel, base_dir, registry)
                     if metric is not None:
-                        metrics_of[raw_kr["source"]].append(metric)
+                        metrics_of[raw_kr["source"]].append((metric, kwhere + ("metric",), klabel))
                 continue
             if kr.id in seen_ids:
                 check.add(kwhere + ("id",), klabel, f"id `{kr.id}` is used twice (also at {seen_ids[kr.id]}): ids must be unique across all config files")
@@ -468,7 +468,7 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
                                                           "set `baseline:` to where you started (it defaults to 0)")
             metric = _check_source_and_metric(check, top, out, kr.source, kr.metric, kwhere, klabel, base_dir, registry)
             if metric is not None:
-                metrics_of[kr.source].append(metric)
+                metrics_of[kr.source].append((metric, kwhere + ("metric",), klabel))
             if obj is not None and period is not None and metric is not None:
                 th = out["thresholds"] if kr.thresholds is None else Thresholds(kr.thresholds.at_risk, kr.thresholds.off_track)
                 out["krs"].append(dict(
@@ -477,8 +477,13 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
                     on_manual=kr.on_manual, config_file=str(path), line=line_of(check.lines, kwhere),
                     schedule=kr.schedule, stale_after=_duration(kr.stale_after or file_stale)))
     for name, (stype, config) in out["sources"].items():  # offline checks that need the source's metrics
-        for problem in registry.get(stype).check(config, metrics_of.get(name, [])):
-            check.add(("sources", name), f"sources.{name}", problem)
+        used = metrics_of.get(name, [])
+        for problem in registry.get(stype).check(config, [metric for metric, _, _ in used]):
+            if isinstance(problem, tuple):       # (index of the metric, message): that key result's problem
+                _, where, who = used[problem[0]]
+                check.add(where, who, problem[1])
+            else:
+                check.add(("sources", name), f"sources.{name}", problem)
     return check, out
 
 

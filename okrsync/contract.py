@@ -5,8 +5,10 @@ A source connector (a module or any object) provides:
     TYPE: str                                   the `type:` of a source in the config, e.g. "jira"
     SourceConfig: type[pydantic.BaseModel]      the source's settings (`type: Literal[TYPE]`)
     Metric: type[pydantic.BaseModel]            what a key result's `metric:` may say
-    check(source, metrics) -> list[str]         problems visible without the network (a missing
-                                                file, an unknown sheet, a Cloud site without email)
+    check(source, metrics) -> list[str | (i, str)]
+                                                problems visible without the network: of the source
+                                                (a missing file, a Cloud site without email), or of
+                                                metrics[i] as (i, message) (an unknown sheet)
     connect(source) -> client                   a client for one run: secrets read now; it has
                                                 `calls` (requests sent so far) and `close()`
     answer(client, source, requests) -> {kr_id: Measurement | SourceError}
@@ -54,7 +56,7 @@ class SourceConnector(Protocol):
     SourceConfig: type[BaseModel]
     Metric: type[BaseModel]
 
-    def check(self, source: Any, metrics: Sequence[Any]) -> list[str]: ...
+    def check(self, source: Any, metrics: Sequence[Any]) -> list[str | tuple[int, str]]: ...
 
     def connect(self, source: Any) -> SourceClient: ...
 

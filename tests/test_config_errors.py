@@ -5,6 +5,7 @@ import textwrap
 
 import pytest
 
+from conftest import EXAMPLE
 from okrsync.config import load_plan
 from okrsync.errors import ConfigError
 
@@ -184,3 +185,37 @@ def test_period_forms():
     assert str(parse_period({"start": "2026-10-15", "end": "2027-01-15"}).end) == "2027-01-15"
     with pytest.raises(ValueError, match="before it starts"):
         parse_period({"start": "2026-12-01", "end": "2026-10-01"})
+
+
+def test_validate_reports_every_kind_of_mistake_in_one_pass(tmp_path):
+    """A duplicate id, a malformed cell, an unknown sheet, `sheet:` on a CSV and a Jira Cloud site
+    without `email:` all show in the first round, each at its own line."""
+    import shutil
+
+    shutil.copytree(EXAMPLE.parent / "data", tmp_path / "data")
+    path = tmp_path / "okrs.yaml"
+    path.write_text(
+        "period: 2026-Q4\n"
+        "sources:\n"
+        "  survey: {type: spreadsheet, path: data/survey.csv}\n"
+        "  metrics: {type: spreadsheet, path: data/checkout-metrics.xlsx}\n"
+        "  jira: {type: jira, url: https://acme.atlassian.net, token: '${JIRA_API_TOKEN}'}\n"
+        "objectives:\n"
+        "  - id: o\n"
+        "    title: O\n"
+        "    key_results:\n"
+        "      - {id: a, title: A, source: survey, metric: {cell: C7}, target: 45}\n"
+        "      - {id: a, title: A2, source: survey, metric: {cell: ZZ}, target: 45}\n"
+        "      - {id: b, title: B, source: survey, metric: {cell: C7, sheet: Foo}, target: 45}\n"
+        "      - {id: c, title: C, source: metrics, metric: {sheet: Nope, cell: B2}, target: 45}\n"
+        "      - {id: d, title: D, source: jira, metric: {jql: project = PAY}, target: 45}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_plan([path])
+    got = [str(issue) for issue in caught.value.issues]
+    assert got[:2] == [f"{path}:11: a: id `a` is used twice (also at {path}:10): ids must be unique across all config files",
+                       f"{path}:11: a: cell must be in A1 notation, like B7 (got 'ZZ')"]
+    assert f"{path}:12: b: data/survey.csv: CSV files have no sheets; remove `sheet:`" in got
+    assert (f"{path}:13: c: data/checkout-metrics.xlsx: no sheet 'Nope': check `sheet:`; "
+            "the sheets are 'Latency', 'Reliability'") in got
+    assert any(g.startswith(f"{path}:5: sources.jira: acme.atlassian.net is Jira Cloud") and "`email:`" in g for g in got)
+    assert len(got) == 5
