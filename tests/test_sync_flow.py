@@ -82,3 +82,33 @@ def test_run_publishes_table_artifact(prefect_harness, store_url):
     newest = max(artifacts, key=lambda a: a.created)
     assert result["run_id"] in newest.description
     assert "checkout-nps" in str(newest.data)
+
+
+def test_okr_sync_log_lines_reach_the_flow_run_log_and_tasks_name_their_source(prefect_harness, store_url):
+    import logging
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+
+    extra = logging.getLogger("prefect.extra")
+    level = extra.level
+    extra.setLevel(logging.INFO)                     # as under `serve` or a worker (the tests run at WARNING)
+    try:
+        state = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, as_of=AS_OF, return_state=True)
+    finally:
+        extra.setLevel(level)
+    result = state.result()
+    with get_client(sync_client=True) as client:
+        flow_run_id = state.state_details.flow_run_id
+        for _ in range(100):                         # the log worker ships records in the background
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            if any("run " in log.message for log in logs):
+                break
+            time.sleep(0.1)
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    messages = [log.message for log in logs]
+    assert any(m.startswith("source survey: 1 key results, 0 failed, 1 calls") for m in messages), messages
+    assert any(m.startswith(f"run {result['run_id']}: 6 key results, 6 synced, 0 failed") for m in messages), messages
+    names = {t.name.rsplit("-", 1)[0] for t in tasks}
+    assert {"measure survey", "measure signups", "measure metrics", "write-checkins"} <= names, names
