@@ -7,6 +7,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -209,6 +210,10 @@ def checkin(kr_id: str = typer.Argument(..., help="key result id"),
     """Record a manual check-in (kept over automatic values unless the key result says on_manual: overwrite)."""
     from okrsync.progress import progress
 
+    if not math.isfinite(value):
+        err.print(f"error: {value} is not a value a key result can have: give a finite number, e.g. "
+                  f"okr-sync checkin {kr_id} 41", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
     with _opened_store(_store_url(store)) as s:
         state = next(iter(s.key_results([kr_id])), None)
         p = progress(value, state.baseline, state.target) if state else None

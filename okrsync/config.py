@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from okrsync.alerts import NotifyConfig, parse_duration
 from okrsync.errors import ConfigError, ConfigIssue
@@ -47,7 +47,16 @@ def _month_end(year: int, month: int) -> date:
 
 
 def parse_period(spec: Any) -> Period:
-    """`2026-Q4`, `2026-H1`, `2026-11`, `2026`, or {start: DATE, end: DATE}; ValueError if neither."""
+    """`2026-Q4`, `2026-H1`, `2026-11`, `2026`, or {start: DATE, end: DATE}; ValueError if neither,
+    or if it lies outside the years 1900..9998 (date arithmetic on the period must not overflow)."""
+    period = _parse_period(spec)
+    if period.start.year < 1900 or period.end.year > 9998:
+        raise ValueError(f"period {period} is out of range: OKR periods lie between the years 1900 and 9998, "
+                         "e.g. 2026-Q4")
+    return period
+
+
+def _parse_period(spec: Any) -> Period:
     if isinstance(spec, int):
         spec = str(spec)
     if isinstance(spec, str):
@@ -136,6 +145,16 @@ def _strings(value: Any):
 # ---------------------------------------------------------------------------- models
 
 
+def _a_number(value: Any) -> Any:
+    """YAML's true/false are not numbers (pydantic would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a number: write the number, e.g. 45")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_a_number), Field(allow_inf_nan=False)]
+
+
 def _duration_text(value: str) -> str:
     parse_duration(value)
     return value
@@ -165,8 +184,8 @@ class KeyResultConfig(BaseModel):
     title: str = Field(min_length=1)
     source: str = Field(description="name of a source under `sources:`")
     metric: dict[str, Any] = Field(description="what to measure; its keys depend on the source type")
-    baseline: float = 0.0
-    target: float
+    baseline: Number = 0.0
+    target: Number
     unit: str | None = None
     period: PeriodSpec | None = Field(None, description="overrides the config's period for this key result")
     thresholds: ThresholdsConfig | None = None

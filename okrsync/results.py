@@ -1,6 +1,7 @@
 """From measurements to per-key-result results, check-in records and the run summary."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -48,7 +49,10 @@ def assess_all(krs: list[PlannedKeyResult], outcomes: dict[str, Measurement | So
         r = KeyResultResult(id=kr.id, objective_id=kr.objective_id, title=kr.title, source=kr.source_key,
                             baseline=kr.baseline, target=kr.target, unit=kr.unit)
         got = outcomes.get(kr.id)
-        if isinstance(got, Measurement):
+        if isinstance(got, Measurement) and not _finite(got.value):
+            r.error = (f"the source gave {got.value!r}, which is not a finite number (an overflowing sum, or text "
+                       "read as a number?): check the data behind it")
+        elif isinstance(got, Measurement):
             a = assess(got.value, kr.baseline, kr.target, kr.period, as_of, kr.thresholds)
             r.value, r.progress, r.expected, r.status = got.value, a.progress, a.expected, a.status
             r.link, r.query, r.observed_at, r.note = got.link, got.query, got.observed_at, got.note
@@ -58,6 +62,10 @@ def assess_all(krs: list[PlannedKeyResult], outcomes: dict[str, Measurement | So
             r.error = str(got) or got.__class__.__name__
         results.append(r)
     return results
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def checkins(results: list[KeyResultResult], run_id: str) -> list[CheckinRecord]:

@@ -115,3 +115,13 @@ def test_a_run_through_prefect_prints_what_a_local_run_prints(cli, example, tmp_
     a.pop("store"), b.pop("store")
     assert _comparable(a) == _comparable(b)
     assert a["counts"]["written"] == 6
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e999"])
+def test_checkin_refuses_a_value_that_is_not_finite(cli, example, value):
+    assert cli("run", str(example), "--no-prefect", "--as-of", AS_OF).exit_code == 0
+    done = cli("checkin", "checkout-nps", value)
+    assert done.exit_code == 2
+    assert "is not a value a key result can have: give a finite number" in done.stderr
+    history = json.loads(cli("history", "checkout-nps", "--json").stdout)
+    assert [c["kind"] for c in history] == ["automatic"]
