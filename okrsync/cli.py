@@ -28,8 +28,9 @@ from rich.console import Console  # noqa: E402
 
 from okrsync import render  # noqa: E402
 from okrsync.config import DEFAULT_STORE, STORE_ENV, json_schema, load_plan  # noqa: E402
-from okrsync.engine import RunOptions, max_workers, sync  # noqa: E402
+from okrsync.engine import RunOptions, masked_url, max_workers, sync  # noqa: E402
 from okrsync.errors import ConfigError, OkrSyncError  # noqa: E402
+from okrsync.redact import scrub  # noqa: E402
 from okrsync.runmode import prefect_api_url  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -45,13 +46,13 @@ JsonOpt = typer.Option(False, "--json", help="print one JSON document instead of
 
 def _fail_config(error: ConfigError) -> None:
     for issue in error.issues:
-        err.print(str(issue), markup=False, highlight=False, soft_wrap=True)
+        err.print(scrub(str(issue)), markup=False, highlight=False, soft_wrap=True)
     err.print(f"[red]{len(error.issues)} problem(s) found[/red]; fix them and run `okr-sync validate` again.")
     raise typer.Exit(2)
 
 
 def _fail(error: OkrSyncError, code: int = 1) -> None:
-    err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+    err.print(f"error: {scrub(str(error))}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -142,8 +143,9 @@ def _run_as_flow(plan, configs, store, dry_run, only, as_of, advance, verbose) -
 
     try:
         with prepared(plan, advance):
-            return sync_okrs(config_paths=[str(c) for c in configs], store=store, dry_run=dry_run,
-                             only=only or None, as_of=as_of)
+            # the flow uses the plan handed over; its parameters (shown in the UI) get the URL masked
+            return sync_okrs(config_paths=[str(c) for c in configs], store=masked_url(store) if store else None,
+                             dry_run=dry_run, only=only or None, as_of=as_of)
     except (OkrSyncError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - Prefect could not run the flow: say so in one line

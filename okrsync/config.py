@@ -17,6 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
@@ -26,6 +27,7 @@ from okrsync.errors import ConfigError, ConfigIssue
 from okrsync.measure import Period
 from okrsync.progress import Thresholds
 from okrsync.records import KeyResultRecord, ObjectiveRecord
+from okrsync.redact import register
 from okrsync.registry import ConnectorUnusable, Registry, default_registry
 from okrsync.schedule import ScheduleConfig
 from okrsync.yamlsource import YamlSyntaxError, line_of, load_with_lines
@@ -538,6 +540,14 @@ def _resolve_store(url: str, base_dir: Path) -> str:
     return url
 
 
+def _register_password(url: str) -> None:
+    """A password in the store URL is a secret like any other."""
+    try:
+        register(urlsplit(url).password)
+    except ValueError:  # not a URL urllib can split; SQLAlchemy will say what is wrong with it
+        pass
+
+
 def load_plan(paths: list[str | Path], store: str | None = None, registry: Registry | None = None) -> Plan:
     """Validate config files into a Plan; raise ConfigError with every issue found.
 
@@ -586,6 +596,7 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
         store_url = distinct[0] if distinct else DEFAULT_STORE
     if issues:
         raise ConfigError(issues)
+    _register_password(store_url)
     return Plan(files=[str(p) for p in paths], store_url=store_url, objectives=objectives,
                 key_results=key_results, sources={s.key: s for s in sources.values()},
                 schedules=schedules, notify=notify)

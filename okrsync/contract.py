@@ -167,12 +167,24 @@ def charge_calls(results: dict[str, Outcome], calls: int) -> dict[str, Outcome]:
 
 def with_calls(error: SourceError, calls: int) -> SourceError:
     """A copy of `error` carrying `calls` (the original may be shared by other key results)."""
-    copy = error.__class__.__new__(error.__class__)
-    copy.__dict__.update(error.__dict__)
-    copy.args = error.args
+    copy = _copy(error)
     copy.calls = calls
     return copy
 
 
+def with_message(error: SourceError, message: str) -> SourceError:
+    """A copy of `error` (same class, retry_after, calls) saying `message` instead."""
+    copy = _copy(error)
+    copy.args = (message,)
+    return copy
+
+
+def _copy(error: SourceError) -> SourceError:
+    copy = error.__class__.__new__(error.__class__)
+    copy.__dict__.update(error.__dict__)
+    copy.args = error.args
+    return copy
+
+
 __all__ = ["SourceConnector", "SourceClient", "LocalClient", "Outcome", "REQUIRED", "contract_problems",
-           "first_problem", "typed_metric", "run_batch", "charge_calls", "with_calls"]
+           "first_problem", "typed_metric", "run_batch", "charge_calls", "with_calls", "with_message"]

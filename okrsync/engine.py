@@ -17,14 +17,15 @@ import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time as dtime, timezone
 from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from okrsync.config import Plan, PlannedKeyResult, PlannedSource, render_metric
-from okrsync.contract import Outcome, run_batch
+from okrsync.contract import Outcome, run_batch, with_message
 from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError, SourceError
 from okrsync.measure import Measurement, MetricRequest
+from okrsync.redact import scrub, scrub_data
 from okrsync.registry import ConnectorUnusable, Registry
 from okrsync.results import apply_report, assess_all, checkins, summary
 
@@ -158,12 +159,23 @@ def measure_batch(registry: Registry, batch: SourceBatch) -> dict[str, Outcome]:
         error = SourceError(str(exc) if isinstance(exc, ConnectorUnusable)
                             else f"no connector is installed for source type `{source.type}`")
         return {r.kr_id: error for r in batch.requests}
-    outcomes = run_batch(connector, source.config, batch.requests)
+    outcomes = {kr_id: _scrubbed(outcome) for kr_id, outcome in run_batch(connector, source.config, batch.requests).items()}
     failed = sum(1 for v in outcomes.values() if not isinstance(v, Measurement))
     calls = sum(getattr(v, "calls", 0) or 0 for v in outcomes.values())
     logger.info("source %s: %d key results, %d failed, %d calls, %.2f s", source.key, len(batch.requests),
                 failed, calls, time.perf_counter() - started)
     return outcomes
+
+
+def _scrubbed(outcome: Outcome) -> Outcome:
+    """An outcome whose texts hold no registered secret (a server may echo a token in an error)."""
+    if isinstance(outcome, Measurement):
+        texts = {k: getattr(outcome, k) for k in ("link", "query", "note") if getattr(outcome, k)}
+        clean = {k: scrub(v) for k, v in texts.items()}
+        return outcome if clean == texts else replace(outcome, **clean)
+    message = str(outcome)
+    clean = scrub(message)
+    return outcome if clean == message else with_message(outcome, clean)
 
 
 def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
@@ -196,8 +208,8 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
             store_error = str(exc)
             logger.error("%s", store_error)
     apply_report(results, report, store_error)
-    result = summary(run_id, results, as_of=moment, dry_run=options.dry_run, store=masked_url(plan.store_url),
-                     calls=calls, seconds=time.perf_counter() - started)
+    result = scrub_data(summary(run_id, results, as_of=moment, dry_run=options.dry_run,
+                                store=masked_url(plan.store_url), calls=calls, seconds=time.perf_counter() - started))
     for row in result["key_results"]:
         before = previous.get(row["id"])
         row["previous"] = before

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationInfo, model_validator
 
 from okrsync.errors import SourceError
+from okrsync.redact import register
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -86,6 +87,7 @@ class SecretRef(BaseModel):
             value = os.environ.get(self.env)
             if not value:
                 raise SourceError(f"environment variable {self.env} is not set: export it before running")
+            register(value)
             return SecretStr(value)
         try:
             from prefect.blocks.system import Secret
@@ -97,4 +99,6 @@ class SecretRef(BaseModel):
                 f"`okr-sync secret set {self.secret}` or in the Prefect UI"
             ) from None
         # a Secret block may hold JSON (e.g. a service-account key): hand it on as JSON text
-        return SecretStr(value if isinstance(value, str) else json.dumps(value))
+        text = value if isinstance(value, str) else json.dumps(value)
+        register(text)
+        return SecretStr(text)
