@@ -104,7 +104,8 @@ def _logs_to_flow_run() -> Iterator[None]:
 
 @flow(name="sync-okrs", task_runner=ThreadPoolTaskRunner(max_workers=_workers()), log_prints=False)
 def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool = False,
-              only: list[str] | None = None, as_of: datetime | None = None) -> dict[str, Any]:
+              only: list[str] | None = None, as_of: datetime | None = None,
+              deadline: float | None = None) -> dict[str, Any]:
     """Sync the key results of one or more config files into the OKR store.
 
     Args:
@@ -113,6 +114,7 @@ def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool =
         dry_run: measure and assess, write nothing.
         only: key result ids to sync (default: all).
         as_of: measure as of this moment (default: now); fills `{as_of}` in queries.
+        deadline: seconds the whole run may spend measuring (each source also has its own).
 
     Returns:
         The run summary: counts and one entry per key result (value, progress, status, link, error).
@@ -121,6 +123,6 @@ def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool =
     with _logs_to_flow_run():
         plan = given.plan if given is not None else load_plan(config_paths, store)
         services = local_services(executor=PrefectExecutor(), on_progress=given.on_progress if given else None)
-        result = sync(plan, RunOptions(dry_run=dry_run, only=only, as_of=as_of), services)
+        result = sync(plan, RunOptions(dry_run=dry_run, only=only, as_of=as_of, deadline=deadline), services)
     artifacts.publish(result)
     return result

@@ -90,6 +90,8 @@ def run(configs: List[Path] = ConfigArgs,
         store: Optional[str] = StoreOpt,
         as_of: Optional[datetime] = typer.Option(None, "--as-of", help="measure as of this date/time (default now)"),
         as_json: bool = JsonOpt,
+        deadline: Optional[float] = typer.Option(None, "--deadline", min=1, max=86400,
+                                                 help="seconds the whole run may spend measuring (each source also has its `deadline:`, default 120)"),
         prefect: Optional[bool] = typer.Option(None, "--prefect/--no-prefect",
                                                help="run as a Prefect flow run (default: when a Prefect API is configured)"),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="show okr-sync's (and Prefect's) own logs")) -> None:
@@ -117,11 +119,11 @@ def run(configs: List[Path] = ConfigArgs,
     with render.progress_bar(err, total, enabled=not as_json) as advance:
         try:
             if use_prefect:
-                result = _run_as_flow(plan, configs, store, dry_run, only, as_of, advance, verbose)
+                result = _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, advance, verbose)
             else:
                 from flows.services import local_services
 
-                result = sync(plan, RunOptions(dry_run=dry_run, only=only or None, as_of=as_of),
+                result = sync(plan, RunOptions(dry_run=dry_run, only=only or None, as_of=as_of, deadline=deadline),
                               local_services(on_progress=advance))
         except ConfigError as e:
             _fail_config(e)
@@ -135,7 +137,7 @@ def run(configs: List[Path] = ConfigArgs,
     raise typer.Exit(1 if result["counts"]["failed"] else 0)
 
 
-def _run_as_flow(plan, configs, store, dry_run, only, as_of, advance, verbose) -> dict:
+def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, advance, verbose) -> dict:
     """The same run as a Prefect flow run (one task per source), with the plan already loaded."""
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
@@ -145,7 +147,7 @@ def _run_as_flow(plan, configs, store, dry_run, only, as_of, advance, verbose) -
         with prepared(plan, advance):
             # the flow uses the plan handed over; its parameters (shown in the UI) get the URL masked
             return sync_okrs(config_paths=[str(c) for c in configs], store=masked_url(store) if store else None,
-                             dry_run=dry_run, only=only or None, as_of=as_of)
+                             dry_run=dry_run, only=only or None, as_of=as_of, deadline=deadline)
     except (OkrSyncError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - Prefect could not run the flow: say so in one line

@@ -33,6 +33,7 @@ from okrsync.schedule import ScheduleConfig
 from okrsync.yamlsource import YamlSyntaxError, line_of, load_with_lines
 
 DEFAULT_STORE = "sqlite:///okr-sync.db"
+DEFAULT_DEADLINE = 120.0     # seconds a run may spend on one source (`deadline:` on the source)
 STORE_ENV = "OKR_SYNC_STORE"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -180,6 +181,15 @@ class ThresholdsConfig(BaseModel):
         return self
 
 
+class SourceRunSettings(BaseModel):
+    """What every source may say besides its connector's own settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    deadline: float = Field(DEFAULT_DEADLINE, gt=0, le=3600, allow_inf_nan=False, description=(
+        "seconds one run may spend measuring this source, retries included; then its key results fail "
+        "and the others are still written (default 120)"))
+
+
 class KeyResultConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=ID_PATTERN, description="unique across all config files, e.g. checkout-nps")
@@ -234,6 +244,7 @@ class PlannedSource:
     type: str
     config: Any              # the connector's validated SourceConfig
     config_file: str
+    deadline: float = DEFAULT_DEADLINE   # seconds one run may spend measuring this source
 
 
 @dataclass(frozen=True)
@@ -381,7 +392,7 @@ def _check_source_and_metric(check: _FileChecker, top: FileConfig, out: dict[str
         hint = f"did you mean `{close[0]}`?" if close else (f"defined sources: {', '.join(names)}" if names else "add it under `sources:`")
         check.add(kwhere + ("source",), klabel, f"unknown source `{source_name}`: {hint}")
     elif source_name in out["sources"]:
-        stype, _ = out["sources"][source_name]
+        stype = out["sources"][source_name][0]
         return check.validate(registry.get(stype).Metric, metric, kwhere + ("metric",), klabel, {"base_dir": base_dir})
     return None
 
@@ -444,10 +455,13 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
         except ConnectorUnusable as exc:
             check.add(where + ("type",), f"sources.{name}", str(exc))
             continue
-        config = check.validate(connector.SourceConfig, raw, where, f"sources.{name}", {"base_dir": base_dir})
-        if config is None:
+        settings = dict(raw)
+        deadline = check.validate(SourceRunSettings, {"deadline": settings.pop("deadline")} if "deadline" in settings
+                                  else {}, where, f"sources.{name}")
+        config = check.validate(connector.SourceConfig, settings, where, f"sources.{name}", {"base_dir": base_dir})
+        if config is None or deadline is None:
             continue
-        out["sources"][name] = (stype, config)
+        out["sources"][name] = (stype, config, deadline.deadline)
 
     for oi, raw_obj in enumerate(top.objectives):
         owhere = ("objectives", oi)
@@ -497,7 +511,7 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
                     baseline=kr.baseline, target=kr.target, unit=kr.unit, period=period, thresholds=th,
                     on_manual=kr.on_manual, config_file=str(path), line=line_of(check.lines, kwhere),
                     schedule=kr.schedule, stale_after=_duration(kr.stale_after or file_stale)))
-    for name, (stype, config) in out["sources"].items():  # offline checks that need the source's metrics
+    for name, (stype, config, _) in out["sources"].items():  # offline checks that need the source's metrics
         used = metrics_of.get(name, [])
         for problem in registry.get(stype).check(config, [metric for metric, _, _ in used]):
             if isinstance(problem, tuple):       # (index of the metric, message): that key result's problem
@@ -572,9 +586,9 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
         schedules[str(path)] = out["schedule"]
         if out["notify"] is not None:
             notify[str(path)] = out["notify"]
-        for name, (stype, config) in out["sources"].items():
+        for name, (stype, config, deadline) in out["sources"].items():
             key = name if names.count(name) == 1 else f"{path.name}:{name}"
-            sources[f"{path}\0{name}"] = PlannedSource(key, name, stype, config, str(path))
+            sources[f"{path}\0{name}"] = PlannedSource(key, name, stype, config, str(path), deadline)
         objectives.extend(out["objectives"])
         for kr in out["krs"]:
             src = sources.get(f"{path}\0{kr.pop('source_name')}")
@@ -608,7 +622,10 @@ def json_schema(registry: Registry | None = None) -> dict[str, Any]:
     """The JSON Schema of a config file, with every registered source type and metric."""
     registry = registry or default_registry()
     connectors = [registry.get(t) for t in registry.types()]
-    source_union = Annotated[Union[tuple(c.SourceConfig for c in connectors)], Field(discriminator="type")]
+    with_run_settings = [create_model(c.SourceConfig.__name__, __base__=c.SourceConfig,
+                                      deadline=(float, SourceRunSettings.model_fields["deadline"]))
+                         for c in connectors]
+    source_union = Annotated[Union[tuple(with_run_settings)], Field(discriminator="type")]
     metric_union = Union[tuple(c.Metric for c in connectors)]
     kr = create_model("KeyResult", __base__=KeyResultConfig, metric=(metric_union, ...))
     objective = create_model("Objective", __base__=ObjectiveConfig, key_results=(list[kr], Field(min_length=1)))

@@ -11,9 +11,11 @@ Progress is reported through `Services.on_progress` (key results done), never a 
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -59,6 +61,7 @@ class RunOptions:
     only: Sequence[str] | None = None       # key result ids (default: all)
     as_of: date | datetime | None = None    # default: now
     run_id: str | None = None               # default: a new one
+    deadline: float | None = None           # seconds for the whole run's measuring (each source has its own too)
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,9 @@ def batches_for(plan: Plan, krs: list[PlannedKeyResult], as_of: date) -> tuple[l
     return [SourceBatch(plan.sources[key], reqs) for key, reqs in requests.items()], errors
 
 
-def measure_batch(registry: Registry, batch: SourceBatch) -> dict[str, Outcome]:
-    """One source's batch through its connector; logs one line for the source."""
+def measure_batch(registry: Registry, batch: SourceBatch, ends_at: float | None = None) -> dict[str, Outcome]:
+    """One source's batch through its connector, within the source's deadline (and the run's, a
+    `time.monotonic()` moment); logs one line for the source."""
     started = time.perf_counter()
     source = batch.source
     try:
@@ -159,12 +163,46 @@ def measure_batch(registry: Registry, batch: SourceBatch) -> dict[str, Outcome]:
         error = SourceError(str(exc) if isinstance(exc, ConnectorUnusable)
                             else f"no connector is installed for source type `{source.type}`")
         return {r.kr_id: error for r in batch.requests}
-    outcomes = {kr_id: _scrubbed(outcome) for kr_id, outcome in run_batch(connector, source.config, batch.requests).items()}
+    seconds = source.deadline if ends_at is None else max(0.0, min(source.deadline, ends_at - time.monotonic()))
+    answered = within_deadline(lambda: run_batch(connector, source.config, batch.requests), seconds,
+                               f"source {source.key}")
+    if answered is None:
+        which = "the run's --deadline" if ends_at is not None and seconds < source.deadline else f"`deadline:` ({source.deadline:g} s)"
+        error = SourceError(f"deadline of {seconds:g} s passed while measuring source `{source.key}` (its server answers "
+                            f"too slowly or not at all): check the server, or raise {which}")
+        answered = {r.kr_id: error for r in batch.requests}
+    outcomes = {kr_id: _scrubbed(outcome) for kr_id, outcome in answered.items()}
     failed = sum(1 for v in outcomes.values() if not isinstance(v, Measurement))
     calls = sum(getattr(v, "calls", 0) or 0 for v in outcomes.values())
     logger.info("source %s: %d key results, %d failed, %d calls, %.2f s", source.key, len(batch.requests),
                 failed, calls, time.perf_counter() - started)
     return outcomes
+
+
+def within_deadline(work: Callable[[], T], seconds: float, name: str) -> T | None:
+    """`work()`'s result, or None if it has not finished within `seconds`.
+
+    It runs in a daemon thread (with the caller's context, so Prefect's run context and logging
+    follow): a server that drips its answer a byte at a time, which no socket timeout catches, is
+    left behind instead of holding the run, and cannot keep the process from exiting."""
+    box: dict[str, Any] = {}
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            box["result"] = context.run(work)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"okr-sync {name}", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        logger.warning("%s: deadline of %g s passed; its key results fail, the others go on", name, seconds)
+        return None
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def _scrubbed(outcome: Outcome) -> Outcome:
@@ -191,7 +229,10 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     outcomes: dict[str, Outcome | str] = dict(unrendered)
     services.progress(len(unrendered))
     calls = 0
-    for batch, measured in services.executor.measure_all(batches, lambda b: measure_batch(services.registry, b)):
+    if not options.dry_run:                  # an unusable store fails the run before anything is measured
+        services.executor.step("check-store", lambda: services.open_store(plan.store_url).close())
+    ends_at = None if options.deadline is None else time.monotonic() + options.deadline
+    for batch, measured in services.executor.measure_all(batches, lambda b: measure_batch(services.registry, b, ends_at)):
         outcomes.update(measured)
         calls += sum(getattr(m, "calls", 0) or 0 for m in measured.values())
         services.progress(len(batch.requests))
