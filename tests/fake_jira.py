@@ -223,6 +223,8 @@ def matcher(jql: str):
         if lowered[i] == "order" and lowered[i + 1] == "by":
             tokens = tokens[:i]
             break
+    if not tokens:                     # no condition: every issue (Cloud's search refuses it first, Data Center does not)
+        return lambda i: True
     pos = 0
 
     def peek() -> tuple[str, str] | None:

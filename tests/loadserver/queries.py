@@ -78,6 +78,8 @@ def _tokens(jql: str) -> list[tuple[str, str]]:
 def jql_predicate(jql: str) -> Predicate:
     """A predicate over JiraIssue for `jql`; JqlError as Jira words it."""
     tokens = _tokens(jql)
+    if not tokens:                     # no condition: every issue (Cloud's search refuses it first, Data Center does not)
+        return lambda i: True
     pos = 0
 
     def peek_word() -> str:
