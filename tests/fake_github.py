@@ -6,6 +6,11 @@ requests", "Get a milestone", "List releases"; GraphQL `search` -> SearchResultI
 end-to-end test: REST under /api/v3 and GraphQL at /api/graphql, as GitHub Enterprise Server
 lays them out, with `Link` pagination and a `token` check. It stops itself after LIFETIME
 seconds even if a test forgets to.
+
+Strict where GitHub is: the milestone list answers `state=open` unless asked `state=closed` or
+`state=all` (GitHub's default, so a client that forgets `state=all` misses closed milestones), and
+a GraphQL document that does not parse gets 200 with `errors: [{"message": "Parse error on ..."}]`
+and no `data` (`graphql_parse_error`).
 """
 from __future__ import annotations
 
@@ -96,6 +101,55 @@ def error_body(message: str, status: int, errors: list[dict[str, Any]] | None = 
         body["errors"] = errors
     return body
 
+def milestones_in_state(milestones: list[dict[str, Any]], query: dict[str, list[str]]) -> list[dict[str, Any]] | None:
+    """The milestones `GET /repos/{owner}/{repo}/milestones` lists for `state` (default open); None for
+    a state GitHub refuses (422)."""
+    state = query.get("state", ["open"])[0]
+    if state not in ("open", "closed", "all"):
+        return None
+    return [m for m in milestones if state == "all" or m.get("state", "open") == state]
+
+
+_GQL_TOKEN = re.compile(r'\s*(?:(#[^\n]*)|("(?:[^"\\]|\\.)*")|([{}()\[\]])|([^\s{}()\[\]"#]+))')
+_CLOSING = {"}": ("{", "RCURLY"), ")": ("(", "RPAREN"), "]": ("[", "RBRACKET")}
+
+
+def graphql_parse_error(document: str) -> dict[str, Any] | None:
+    """GitHub's answer to a GraphQL document that does not parse (brackets that do not pair up, or no
+    operation), as the 200 body it sends: {"errors": [{"message": "Parse error on ...", "locations"}]};
+    None when the document parses as far as this checks."""
+    stack: list[str] = []
+    pos, text = 0, document.rstrip()
+    def error(token: str, kind: str, at: int) -> dict[str, Any]:
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+        return {"errors": [{"message": f'Parse error on "{token}" ({kind}) at [{line}, {column}]',
+                            "locations": [{"line": line, "column": column}]}]}
+    first = True
+    while pos < len(text):
+        m = _GQL_TOKEN.match(text, pos)
+        if not m:
+            return error(text[pos], "UNKNOWN_CHAR", pos)
+        at, pos = m.start(m.lastindex), m.end()
+        comment, string, bracket, word = m.groups()
+        if comment:
+            continue
+        if first and not (bracket == "{" or word in ("query", "mutation", "subscription", "fragment")):
+            return error(m[m.lastindex], "STRING" if string else "IDENTIFIER", at)
+        first = False
+        if bracket in ("{", "(", "["):
+            stack.append(bracket)
+        elif bracket:
+            opener, kind = _CLOSING[bracket]
+            if not stack or stack.pop() != opener:
+                return error(bracket, kind, at)
+    if first:
+        return {"errors": [{"message": "Parse error on end of file (EOF)"}]}
+    if stack:
+        return {"errors": [{"message": 'Parse error on end of file (EOF)', "locations": [{"line": text.count("\n") + 1,
+                                                                                        "column": 1}]}]}
+    return None
+
 # ---------------------------------------------------------------------------- the server
 
 _ALIAS = re.compile(r"(\w+)\s*:\s*search\(\s*query:\s*\$(\w+)\s*,\s*type:\s*ISSUE\s*\)")
@@ -154,6 +208,9 @@ class FakeGitHub:
                 return self._send(http, 404, error_body("Not Found", 404))
             length = int(http.headers.get("Content-Length") or 0)
             body = json.loads(http.rfile.read(length) or b"{}")
+            broken = graphql_parse_error(str(body.get("query", "")))
+            if broken is not None:
+                return self._send(http, 200, broken)
             variables = body.get("variables") or {}
             counts = {alias: self.total(variables[var]) for alias, var in _ALIAS.findall(body.get("query", ""))}
             return self._send(http, 200, graphql_counts(counts))
@@ -169,7 +226,11 @@ class FakeGitHub:
             if number is not None:
                 found = [m for m in table[repo] if m.get("number") == int(number)]
                 return self._send(http, 200, found[0]) if found else self._send(http, 404, error_body("Not Found", 404))
-            return self._paginate(http, parts.path, query, table[repo])
+            rows = table[repo] if what == "releases" else milestones_in_state(table[repo], query)
+            if rows is None:
+                return self._send(http, 422, error_body("Validation Failed", 422, [
+                    {"resource": "Milestone", "field": "state", "code": "invalid"}]))
+            return self._paginate(http, parts.path, query, rows)
         self._send(http, 404, error_body("Not Found", 404))
 
     def _paginate(self, http: BaseHTTPRequestHandler, path: str, query: dict[str, list[str]],

@@ -9,6 +9,11 @@ Payload shapes follow Google's documentation:
   ranges in the order asked, each `range` the whole range asked, trailing empty rows/columns left out;
 - errors -> {"error": {"code", "message", "status"}}.
 
+Each endpoint answers only its documented method (token: POST; spreadsheets.get, values:batchGet
+and the CSV export: GET): another method gets 405 Method Not Allowed, and an action the Sheets
+API does not have (`/v4/spreadsheets/{id}/values:batchGot`, `/v4/spreadsheets/{id}/x`) gets
+Google's 404 NOT_FOUND error body, so a client that asks the wrong thing fails here as it would there.
+
 `FakeSpreadsheet` answers those from rows of displayed values; `FakeGoogle.serve()` puts it all behind
 a real HTTP server on 127.0.0.1 for end-to-end tests; the `responses_*` helpers stub the same answers
 for unit tests.
@@ -197,7 +202,9 @@ class FakeGoogle:
         parsed = urlparse(url)
         query = parse_qs(parsed.query)
         path = parsed.path
-        if method == "POST" and path == "/token":
+        if path == "/token":
+            if method != "POST":
+                return _wrong_method(method, path)
             form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
             try:
                 claims = check_assertion(form)
@@ -206,22 +213,13 @@ class FakeGoogle:
             self.scopes.append(claims.get("scope", ""))
             return _json(200, token_answer())
         if path.startswith("/v4/spreadsheets/"):
-            if headers.get("authorization") != f"Bearer {CANARY_TOKEN}":
-                return _json(401, api_error(401, "Request had invalid authentication credentials.", "UNAUTHENTICATED"))
-            rest = path.removeprefix("/v4/spreadsheets/")
-            sheet_id, _, action = rest.partition("/")
-            sheet = self.spreadsheets.get(sheet_id)
-            if sheet is None:
-                return _json(404, api_error(404, "Requested entity was not found.", "NOT_FOUND"))
-            if sheet_id not in self.shared:
-                return _json(403, api_error(403, "The caller does not have permission", "PERMISSION_DENIED"))
-            if action == "values:batchGet":
-                return _json(*sheet.batch_get(query.get("ranges", [])))
-            return _json(200, sheet.metadata())
+            return self._sheets_api(method, path, query, headers)
         if path == "/ServiceLogin" or urlparse(url).hostname == "accounts.google.com":
             return 200, {"Content-Type": "text/html; charset=utf-8"}, SIGN_IN_PAGE
         match = re.fullmatch(r"/spreadsheets/d/([^/]+)/export", path)
-        if method == "GET" and match:
+        if match:
+            if method != "GET":
+                return _wrong_method(method, path)
             sheet = self.spreadsheets.get(match[1])
             if sheet is None:
                 return 404, {"Content-Type": "text/html"}, b"<html><body>Sorry, unable to open the file.</body></html>"
@@ -232,6 +230,25 @@ class FakeGoogle:
                 return 400, {"Content-Type": "text/html"}, b"<html><body>Bad Request</body></html>"
             return 200, {"Content-Type": "text/csv; charset=utf-8"}, text.encode()
         return 404, {"Content-Type": "text/plain"}, b"no such route"
+
+    def _sheets_api(self, method: str, path: str, query: dict[str, list[str]],
+                    headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """spreadsheets.get (GET /v4/spreadsheets/{id}) and values:batchGet (GET .../{id}/values:batchGet)."""
+        sheet_id, _, action = path.removeprefix("/v4/spreadsheets/").partition("/")
+        if action not in ("", "values:batchGet"):
+            return _json(404, api_error(404, f"The requested URL {path} was not found on this server.", "NOT_FOUND"))
+        if method != "GET":
+            return _wrong_method(method, path)
+        if headers.get("authorization") != f"Bearer {CANARY_TOKEN}":
+            return _json(401, api_error(401, "Request had invalid authentication credentials.", "UNAUTHENTICATED"))
+        sheet = self.spreadsheets.get(sheet_id)
+        if sheet is None:
+            return _json(404, api_error(404, "Requested entity was not found.", "NOT_FOUND"))
+        if sheet_id not in self.shared:
+            return _json(403, api_error(403, "The caller does not have permission", "PERMISSION_DENIED"))
+        if action == "values:batchGet":
+            return _json(*sheet.batch_get(query.get("ranges", [])))
+        return _json(200, sheet.metadata())
 
     @contextmanager
     def serve(self) -> Iterator[FakeGoogle]:
@@ -253,7 +270,7 @@ class FakeGoogle:
                 self.end_headers()
                 self.wfile.write(out)
 
-            do_GET = do_POST = _answer
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -279,6 +296,11 @@ def respond(fake: FakeGoogle):
         headers = {k.lower(): v for k, v in request.headers.items()}
         return fake.handle(request.method, request.url, headers, body.encode() if isinstance(body, str) else body)
     return callback
+
+
+def _wrong_method(method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    """Google's front end to a known address asked with a method it does not serve."""
+    return _json(405, api_error(405, f"Method {method} is not allowed for {path}.", "METHOD_NOT_ALLOWED"))
 
 
 def _json(status: int, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:

@@ -12,7 +12,10 @@ for Cloud, bearer for Data Center), pages like Jira (Cloud: 100 issues and an op
 nextPageToken; Data Center: startAt/maxResults up to its cap), answers the removed Cloud
 `/search` with 410, and evaluates the small JQL subset the tests write (AND, parentheses,
 = != > >= < <= and IN over project, type, priority, status, statusCategory, parent, created,
-resolved and "Story Points"; ORDER BY ignored). Unknown fields get Jira's 400 answer.
+resolved and "Story Points"; ORDER BY ignored). Unknown fields get Jira's 400 answer, and so
+does a date Jira would not parse (`jql_date`: the four absolute formats and relative durations,
+nothing else) and, on Cloud's enhanced search and approximate count, a query with no condition
+(`require_bounded`).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -111,6 +115,7 @@ def errors(*messages: str, **by_field: str) -> dict[str, Any]:
     return {"errorMessages": list(messages), "errors": dict(by_field)}
 
 
+UNBOUNDED = "Unbounded JQL queries are not allowed here. Please add a search restriction to your query."
 REMOVED_SEARCH = errors("The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. "
                         "A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046")
 
@@ -154,8 +159,44 @@ _FIELDS = {"project", "type", "issuetype", "priority", "status", "statuscategory
            "story points", "cf[10016]", "key"}
 
 
+DATE_FIELDS = {"created", "resolved"}
+_ABSOLUTE = ("%Y/%m/%d %H:%M", "%Y-%m-%d %H:%M", "%Y/%m/%d", "%Y-%m-%d")
+_DURATION = re.compile(r"([-+]?)((?:\s*\d+[wdhm])+)")
+_UNIT = {"w": timedelta(weeks=1), "d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+
+
 class JqlError(ValueError):
     """Jira's 400: the message it would give."""
+
+
+def jql_date(raw: str, name: str, now: datetime | None = None) -> datetime:
+    """A JQL date value as Jira parses it: "yyyy/MM/dd HH:mm", "yyyy-MM-dd HH:mm", "yyyy/MM/dd",
+    "yyyy-MM-dd", or a duration from now ("-1w", "-4d", "4w 2d", "-5h"); anything else (a typo, an
+    unrendered "{period.start}", an ISO timestamp) is Jira's 400."""
+    text = raw.strip()
+    for pattern in _ABSOLUTE:
+        try:
+            return datetime.strptime(text, pattern)
+        except ValueError:
+            pass
+    m = _DURATION.fullmatch(text)
+    if m:
+        span = sum((int(n) * _UNIT[u] for n, u in re.findall(r"(\d+)([wdhm])", m[2])), timedelta())
+        return (now or datetime.now()) + (-span if m[1] == "-" else span)
+    raise JqlError(f"Date value '{raw}' for field '{name}' is invalid. Valid formats include: 'yyyy/MM/dd HH:mm', "
+                   "'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period format e.g. '-5d', '4w 2d'.")
+
+
+def day(value: str) -> datetime:
+    """A fake issue's stored day ("yyyy-MM-dd") as the moment JQL compares: its midnight."""
+    return datetime.strptime(value, "%Y-%m-%d")
+
+
+def require_bounded(jql: str) -> None:
+    """Cloud's enhanced search and approximate count refuse a query with no condition (nothing,
+    or only ORDER BY): Jira's 400."""
+    if re.fullmatch(r"\s*(?:order\s+by\b.*)?", jql, re.IGNORECASE | re.DOTALL):
+        raise JqlError(UNBOUNDED)
 
 
 def _tokens(jql: str) -> list[tuple[str, str]]:
@@ -182,6 +223,8 @@ def matcher(jql: str):
         if lowered[i] == "order" and lowered[i + 1] == "by":
             tokens = tokens[:i]
             break
+    if not tokens:                     # no condition: every issue (Cloud's search refuses it first, Data Center does not)
+        return lambda i: True
     pos = 0
 
     def peek() -> tuple[str, str] | None:
@@ -239,13 +282,17 @@ def matcher(jql: str):
 
 
 def _compare(name: str, op: str, value: str):
+    when = jql_date(value, name) if name.lower() in DATE_FIELDS and value.lower() != "empty" else None
+
     def test(item: FakeIssue) -> bool:
         have = item.value(name)
         if value.lower() == "empty":
             return (have is None) == (op == "=")
         if have is None:
             return op == "!="
-        if isinstance(have, float):
+        if when is not None:
+            have, want = day(have), when
+        elif isinstance(have, float):
             want: Any = float(value)
         else:
             have, want = str(have).lower(), value.lower()
@@ -333,8 +380,10 @@ class FakeJira:
             if (method, path) == ("GET", "/rest/api/2/field"):
                 return 200, {}, FIELDS
             if (method, path) == ("POST", "/rest/api/2/search/approximate-count") and self.cloud:
+                require_bounded(body["jql"])
                 return 200, {}, count(len(self.matching(body["jql"])))
             if (method, path) == ("POST", "/rest/api/2/search/jql") and self.cloud:
+                require_bounded(body["jql"])
                 return 200, {}, self._cloud_search(body)
             if (method, path) == ("POST", "/rest/api/2/search"):
                 return (410, {}, REMOVED_SEARCH) if self.cloud else (200, {}, self._dc_search(body))

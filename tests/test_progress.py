@@ -1,6 +1,7 @@
 """Progress math: both directions, over-achievement, period edges, status thresholds."""
 from __future__ import annotations
 
+import math
 from datetime import date, datetime, timezone
 
 import pytest
@@ -49,9 +50,7 @@ def test_naive_datetime_taken_as_utc():
 
 @pytest.mark.parametrize("p,e,expected", [
     (0.50, 0.55, ON_TRACK),    # trailing by 0.05 <= 0.10
-    (0.50, 0.60, ON_TRACK),    # exactly at the at_risk threshold
     (0.50, 0.70, AT_RISK),
-    (0.50, 0.75, AT_RISK),     # exactly at the off_track threshold
     (0.50, 0.80, OFF_TRACK),
     (0.90, 0.50, ON_TRACK),    # ahead of plan
     (1.00, 0.10, DONE),
@@ -60,6 +59,22 @@ def test_naive_datetime_taken_as_utc():
 ])
 def test_status_thresholds(p, e, expected):
     assert status(p, e) == expected
+
+
+@pytest.mark.parametrize("p,thresholds", [
+    (0.0, Thresholds()),                                 # the defaults: 0.0 + 0.1 and 0.0 + 0.25 are exact
+    (0.5, Thresholds(at_risk=0.125, off_track=0.25)),    # binary fractions: every sum and difference exact
+    (0.25, Thresholds(at_risk=0.25, off_track=0.5)),
+])
+def test_status_exactly_on_each_threshold_and_one_ulp_past_it(p, thresholds):
+    """On a threshold the better status holds; the smallest step past it gives the worse one."""
+    for limit, on, past in ((thresholds.at_risk, ON_TRACK, AT_RISK), (thresholds.off_track, AT_RISK, OFF_TRACK)):
+        expected = p + limit
+        assert expected - p == limit                     # exact in binary: the gap sits on the threshold
+        assert status(p, expected, thresholds) == on
+        beyond = math.nextafter(expected, 2.0)
+        assert beyond - p > limit
+        assert status(p, beyond, thresholds) == past
 
 
 def test_custom_thresholds():

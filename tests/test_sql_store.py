@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection, create_engine, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 
 from connectors import sql_store
 from connectors.sql_store import SqlStore, open_store, schema_version
@@ -452,3 +455,86 @@ def test_concurrent_first_use_creates_the_schema_once(any_url: str) -> None:
         t.join(timeout=60)
     assert not errors, errors
     assert stored_version(any_url) == "1"
+
+
+# --- a real deadlock on PostgreSQL -----------------------------------------------------------
+
+@contextmanager
+def crossing_locks(pg_url: str) -> Iterator[dict[str, Any]]:
+    """Make the store's next write transaction a real PostgreSQL deadlock victim, once.
+
+    Another connection holds key result kr-01's row. When the store, holding the 'checkout'
+    objective's row (its first upsert), is about to upsert the key results, that connection asks
+    for the objective's row and is left waiting on the store; only then does the store ask for
+    kr-01, closing the cycle. The store's deadlock_timeout is 50 ms and the other's 60 s, so the
+    store is the one PostgreSQL aborts (40P01); the other then gets its row and commits. Yields
+    {"sqlstates": [...]} (the errors the store's statements met) and the other side's error, if any.
+    """
+    psycopg = pytest.importorskip("psycopg")
+    url = make_url(pg_url)
+    conninfo = f"host={url.host} port={url.port} user={url.username} dbname={url.database} connect_timeout=3"
+    with psycopg.connect(conninfo.replace(f"dbname={url.database}", "dbname=postgres"), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{url.database}" SET deadlock_timeout = \'50ms\'')
+    seen: dict[str, Any] = {"sqlstates": [], "other_error": None}
+    other = psycopg.connect(conninfo)
+    watcher = psycopg.connect(conninfo, autocommit=True)
+    armed = threading.Event()
+
+    def other_wants_the_objective() -> None:
+        try:
+            other.execute("SELECT id FROM okr_objectives WHERE id = 'checkout' FOR UPDATE")
+            other.commit()
+        except Exception as exc:  # noqa: BLE001 - reported by the test's asserts
+            seen["other_error"] = exc
+
+    def before_execute(conn, cursor, statement, parameters, context, executemany) -> None:
+        if not (armed.is_set() and statement.lstrip().startswith("INSERT INTO okr_key_results")):
+            return
+        armed.clear()
+        store_pid = conn.connection.dbapi_connection.info.backend_pid
+        threading.Thread(target=other_wants_the_objective, daemon=True).start()
+        deadline = time.monotonic() + 10
+        while not watcher.execute("SELECT %s = ANY(pg_blocking_pids(%s))",
+                                  (store_pid, other.info.backend_pid)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the other connection never waited on the store"
+            time.sleep(0.01)
+
+    def on_error(context) -> None:
+        seen["sqlstates"].append(getattr(context.original_exception, "sqlstate", None))
+
+    try:
+        other.execute("SET deadlock_timeout = '60s'")
+        other.execute("SET lock_timeout = '20s'")
+        other.execute("SELECT id FROM okr_key_results WHERE id = 'kr-01' FOR UPDATE")
+        event.listen(Engine, "before_cursor_execute", before_execute)
+        event.listen(Engine, "handle_error", on_error)
+        armed.set()
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", before_execute)
+        event.remove(Engine, "handle_error", on_error)
+        other.close()
+        watcher.close()
+
+
+def test_postgres_deadlock_victim_is_retried(pg_url: str) -> None:
+    with open_store(pg_url) as store:
+        sync(store, {"kr-01": 10, "kr-02": 20})
+        with crossing_locks(pg_url) as seen:
+            report = sync(store, {"kr-01": 11, "kr-02": 21})
+        assert seen["sqlstates"] == ["40P01"] and seen["other_error"] is None   # one real deadlock, the store its victim
+        assert report.written == ["kr-01", "kr-02"]
+        assert [c.value for c in store.history("kr-01")] == [10, 11]
+        assert len(store.runs()) == 2
+
+
+def test_postgres_deadlock_without_a_retry_fails_and_writes_nothing(pg_url: str, monkeypatch) -> None:
+    """The same deadlock with the retry taken away: the run fails whole, so the retry is what saves it."""
+    monkeypatch.setattr(sql_store, "DEADLOCK_ATTEMPTS", 1)
+    with open_store(pg_url) as store:
+        sync(store, {"kr-01": 10, "kr-02": 20})
+        with crossing_locks(pg_url) as seen, pytest.raises(StoreError) as error:
+            sync(store, {"kr-01": 11, "kr-02": 21})
+        assert seen["sqlstates"] == ["40P01"]
+        assert "deadlock" in assert_one_line(error).lower()
+        assert [c.value for c in store.history("kr-01")] == [10] and len(store.runs()) == 1

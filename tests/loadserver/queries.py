@@ -2,8 +2,9 @@
 
 JQL: AND / OR / NOT, parentheses, `= != > >= < <=`, `IN (...)`, `NOT IN (...)`, `IS [NOT] EMPTY`
 over project, type/issuetype, priority, status, statusCategory, labels, parent, created,
-resolved, key and "Story Points" (cf[10016]); ORDER BY is ignored. An unknown field or a
-syntax error raises JqlError with Jira's wording (the server answers 400 with it).
+resolved, key and "Story Points" (cf[10016]); ORDER BY is ignored. An unknown field, a syntax
+error or a date Jira would not parse (tests/fake_jira.py `jql_date`; an issue's day compares as
+its midnight) raises JqlError with Jira's wording (the server answers 400 with it).
 
 GitHub search: whitespace-separated qualifiers repo:, is:(issue|pr|open|closed|merged|unmerged),
 state:, label: / -label:, milestone:, created: / closed: / merged: (`>=D`, `<=D`, `>D`, `<D`,
@@ -16,13 +17,11 @@ import re
 from datetime import date, datetime, time, timezone
 from typing import Callable
 
+from fake_jira import DATE_FIELDS, JqlError, day, jql_date
+
 from .dataset import REPOS, GitHubItem, JiraIssue
 
 # ---------------------------------------------------------------------------- JQL
-
-
-class JqlError(ValueError):
-    """Jira's 400 answer to a query it cannot run."""
 
 
 _TOKEN = re.compile(r'\s*(?:(\()|(\))|(,)|"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(!=|>=|<=|=|>|<)|([^\s()",=!<>]+))')
@@ -79,6 +78,8 @@ def _tokens(jql: str) -> list[tuple[str, str]]:
 def jql_predicate(jql: str) -> Predicate:
     """A predicate over JiraIssue for `jql`; JqlError as Jira words it."""
     tokens = _tokens(jql)
+    if not tokens:                     # no condition: every issue (Cloud's search refuses it first, Data Center does not)
+        return lambda i: True
     pos = 0
 
     def peek_word() -> str:
@@ -173,6 +174,7 @@ def _compare(field: str, op: str, raw: str) -> Predicate:
     if raw.lower() == "empty":
         return lambda i: _empty(_jira_value(i, field)) == (op == "=")
     want_text = raw.lower()
+    when = jql_date(raw, field) if field in DATE_FIELDS else None
     numeric = field in ("story points", "cf[10016]")
     if numeric:
         try:
@@ -187,7 +189,12 @@ def _compare(field: str, op: str, raw: str) -> Predicate:
             return has if op == "=" else (not has if op == "!=" else False)
         if have is None:
             return False                                 # Jira: a comparison never matches an empty field
-        a, b = (float(have), want_num) if numeric else (str(have).lower(), want_text)
+        if when is not None:
+            a, b = day(have), when
+        elif numeric:
+            a, b = float(have), want_num
+        else:
+            a, b = str(have).lower(), want_text
         return {"=": a == b, "!=": a != b, ">": a > b, ">=": a >= b, "<": a < b, "<=": a <= b}[op]
     return test
 

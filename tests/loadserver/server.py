@@ -9,13 +9,16 @@ What it speaks (payload shapes from tests/fake_jira.py and tests/fake_github.py,
 the vendors' docs):
 
 - Jira (REST v2 and v3): GET serverInfo (anonymous), GET field, POST search/approximate-count
-  (Cloud), GET/POST search/jql with maxResults (100 a page once fields are asked),
-  nextPageToken / isLast (Cloud), GET/POST search with startAt / maxResults (capped at
+  (Cloud), GET/POST search/jql with maxResults (100 a page once fields are asked; no `fields`:
+  issue ids only, Cloud's default), nextPageToken / isLast (Cloud); both Cloud endpoints refuse
+  a query with no condition (400, "Unbounded JQL queries are not allowed here..."); GET/POST search with startAt / maxResults (capped at
   `dc_max_results`) / total (Data Center); the removed Cloud `search` answers 410. Basic auth
   (email:token) on Cloud, bearer on Data Center. A JQL it cannot run: 400 ErrorCollection.
 - GitHub: GET /search/issues (per_page <= 100, Link rel="next"/"last", the 1,000-result cap,
   total_count, sort=created), POST /api/graphql (aliased `search(query:, type: ISSUE) { issueCount }`;
-  a refused search nulls `data`, as for a non-null field), GET repos/{repo}/milestones[/{n}].
+  a refused search nulls `data`, as for a non-null field; a document that does not parse: 200 with
+  a "Parse error on ..." error and no data), GET repos/{repo}/milestones[/{n}] (the list: `state`
+  open by default, closed or all; v1.x milestones are closed, v2.x open).
   `Authorization: token ...`; a refused search: 422.
 
 Rate limits, as each service does them (None turns one off):
@@ -27,12 +30,14 @@ Rate limits, as each service does them (None turns one off):
   over the limit gets 403 "API rate limit exceeded", a GraphQL one 200 with an error of type
   RATE_LIMITED.
 
-Time: the limits run on `now()`, real time plus `offset`. Tests patch the connectors' sleep
+Time: the limits run on `now()`, real time plus `offset` (with `frozen=True`, the time the server
+was made plus `offset`, so only the recorded waits move it and a test can expect exact waits). Tests patch the connectors' sleep
 with `advance`, which records the wait and moves the server's clock instead of sleeping.
 Latency (`latency` seconds before each answer) is real.
 
 Faults on demand: `inject(Fault(...))` queues them; each request takes the first fault that
-matches its service and path (after `skip` matching requests). Kinds: "status" (any status,
+matches its service and path, and its JQL when the fault names one (`jql`: the condition, ORDER BY
+left out), after `skip` matching requests. Kinds: "status" (any status,
 headers, body), "reset" (half the body, then a TCP reset), "delay" (answer after `seconds`:
 a read timeout for a client with a shorter timeout), "malformed" (200, truncated JSON),
 "html" (200, a login page).
@@ -92,9 +97,16 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     seconds: float = 0.0
+    jql: str | None = None               # only Jira requests for this condition (ORDER BY ignored)
 
-    def hits(self, service: str, path: str) -> bool:
-        return self.service in ("any", service) and self.path in path
+    def hits(self, service: str, path: str, jql: str | None = None) -> bool:
+        return (self.service in ("any", service) and self.path in path
+                and (self.jql is None or (jql is not None and condition(jql) == condition(self.jql))))
+
+
+def condition(jql: str) -> str:
+    """A JQL's condition: ORDER BY and the whitespace around it left out."""
+    return re.split(r"\border\s+by\b", jql, maxsplit=1, flags=re.IGNORECASE)[0].strip()
 
 
 @dataclass(frozen=True)
@@ -149,8 +161,9 @@ class LoadServer:
     def __init__(self, data: Dataset, *, token: str = "token", email: str = EMAIL, latency: float = 0.0,
                  jira_rate: tuple[int, float] | None = (100, 10.0), github_search_per_minute: int | None = 30,
                  github_core_per_hour: int | None = 5000, graphql_points_per_hour: int | None = 5000,
-                 dc_max_results: int = 1000, lifetime: float = 120.0):
+                 dc_max_results: int = 1000, lifetime: float = 120.0, frozen: bool = False):
         self.data = data
+        self._frozen_at = time.time() if frozen else None
         self.token, self.email, self.latency = token, email, latency
         self.dc_max_results = dc_max_results
         self.offset = 0.0
@@ -193,7 +206,7 @@ class LoadServer:
         return self.root + "/api/v3"
 
     def now(self) -> float:
-        return time.time() + self.offset
+        return (time.time() if self._frozen_at is None else self._frozen_at) + self.offset
 
     def advance(self, seconds: float) -> None:
         """A patched `sleep`: record the wait and move the server's clock by it."""
@@ -247,15 +260,16 @@ class LoadServer:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
+        query = {k: v for k, v in parse_qs(parts.query).items()}
         if self.latency:
             time.sleep(self.latency)
-        fault = self._take_fault(service, path)
+        jql = body.get("jql") if isinstance(body, dict) else query.get("jql", [None])[0]
+        fault = self._take_fault(service, path, jql if isinstance(jql, str) else None)
         if fault is not None and fault.kind != "delay":
             self._log(service, method, path, fault.status if fault.kind == "status" else 200, body)
             return self._fault(http, service, fault)
         if fault is not None:
             time.sleep(fault.seconds)
-        query = {k: v for k, v in parse_qs(parts.query).items()}
         if service == "jira":
             status, headers, payload = self._jira(method, path, query, body, http.headers.get("Authorization"))
         else:
@@ -267,10 +281,10 @@ class LoadServer:
         with self._lock:
             self.requests.append(Request(service, method, path, status, body))
 
-    def _take_fault(self, service: str, path: str) -> Fault | None:
+    def _take_fault(self, service: str, path: str, jql: str | None) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if not fault.hits(service, path):
+                if not fault.hits(service, path, jql):
                     continue
                 if fault.skip > 0:
                     fault.skip -= 1
@@ -345,8 +359,10 @@ class LoadServer:
             if (method, rest) == ("GET", "field"):
                 return 200, {}, fj.FIELDS
             if rest == "search/approximate-count" and method == "POST" and not dc:
+                fj.require_bounded(str(params.get("jql", "")))
                 return 200, {}, fj.count(len(self.jira_matching(str(params.get("jql", "")))))
             if rest == "search/jql" and not dc:
+                fj.require_bounded(str(params.get("jql", "")))
                 return 200, {}, self._cloud_search(params, base)
             if rest == "search":
                 return (410, {}, fj.REMOVED_SEARCH) if not dc else (200, {}, self._dc_search(params, base))
@@ -372,14 +388,15 @@ class LoadServer:
 
     def _cloud_search(self, params: dict[str, Any], base: str) -> dict[str, Any]:
         found = self.jira_matching(str(params.get("jql", "")))
-        fields = _fields(params.get("fields"))
+        fields = _fields(params.get("fields"), default="id")
         token = params.get("nextPageToken")
         start = int(base64.b64decode(token).decode()) if token else 0
         size = min(int(params.get("maxResults") or 50), 100 if fields not in ([], ["id"], ["key"]) else 5000)
         chunk = found[start:start + size]
         more = start + size < len(found)
         next_token = base64.b64encode(str(start + size).encode()).decode() if more else None
-        return fj.cloud_page([_render(i, fields, base) for i in chunk], next_token)
+        issues = [{"id": str(10000 + i.number)} if fields == ["id"] else _render(i, fields, base) for i in chunk]
+        return fj.cloud_page(issues, next_token)
 
     def _dc_search(self, params: dict[str, Any], base: str) -> dict[str, Any]:
         found = self.jira_matching(str(params.get("jql", "")))
@@ -426,11 +443,16 @@ class LoadServer:
             if number is not None:
                 found = [x for x in milestones if x["number"] == int(number)]
                 return (200, headers, found[0]) if found else (404, headers, gh.error_body("Not Found", 404))
-            return self._paginate(path, query, milestones, headers)
+            listed = gh.milestones_in_state(milestones, query)
+            if listed is None:
+                return 422, headers, gh.error_body("Validation Failed", 422, [
+                    {"resource": "Milestone", "field": "state", "code": "invalid"}])
+            return self._paginate(path, query, listed, headers)
         return 404, headers, gh.error_body("Not Found", 404)
 
     def _graphql(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-        aliases = _ALIAS.findall(str(body.get("query", "")))
+        document = str(body.get("query", ""))
+        aliases = _ALIAS.findall(document)
         variables = body.get("variables") or {}
         window = self.windows.get("graphql")
         headers: dict[str, str] = {}
@@ -441,8 +463,11 @@ class LoadServer:
             if not allowed:
                 return 200, headers, {"errors": [{"type": "RATE_LIMITED",
                                                   "message": "API rate limit exceeded for user ID 1."}]}
-        if not aliases:
+        if not document.strip():
             return 200, headers, {"errors": [{"message": "A query attribute must be specified and must be a string."}]}
+        broken = gh.graphql_parse_error(document)
+        if broken is not None:
+            return 200, headers, broken
         data, errors = {}, []
         for alias, var in aliases:
             try:
@@ -459,7 +484,7 @@ class LoadServer:
         titles = sorted({i.milestone for i in items if i.milestone})
         return [gh.milestone(n, t, open_issues=sum(i.milestone == t and i.state == "open" for i in items),
                              closed_issues=sum(i.milestone == t and i.state == "closed" for i in items),
-                             repo=repo, api=self.github_api) for n, t in enumerate(titles, start=1)]
+                             state="closed" if t.startswith("v1.") else "open", repo=repo, api=self.github_api) for n, t in enumerate(titles, start=1)]
 
     def _paginate(self, path: str, query: dict[str, list[str]], rows: list[Any], headers: dict[str, str],
                   total: int | None = None, search: bool = False) -> tuple[int, dict[str, str], Any]:
@@ -485,9 +510,10 @@ def _flat(query: dict[str, list[str]]) -> dict[str, Any]:
     return out
 
 
-def _fields(value: Any) -> list[str]:
+def _fields(value: Any, default: str = "*navigable") -> list[str]:
+    """The fields asked for; none asked: Data Center's default (navigable fields) or Cloud's (`id`)."""
     if value is None:
-        return ["*navigable"]
+        return [default]
     if isinstance(value, str):
         return [f for f in value.split(",") if f]
     return [str(f) for f in value]
