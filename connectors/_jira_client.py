@@ -2,7 +2,7 @@
 
 - Auth lives in the `jira` client's session: basic auth (email + API token) for Jira Cloud,
   bearer (personal access token) for Data Center. The package's own retries are off
-  (`max_retries=0`); tenacity owns retries here, so the two never multiply.
+  (`max_retries=0`); connectors/_http.py owns retries, so the two never multiply.
 - Every HTTP request is counted (`calls`): a response hook on the session, plus the requests
   that got no response (timeouts, refused connections).
 - Retries are connectors/_http.py's, with its default policy: the statuses and network faults it

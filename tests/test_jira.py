@@ -587,6 +587,40 @@ def test_module_registers_as_the_jira_source_type():
 
     assert "jira" in source_types() and connector_for("jira") is jira
 
+# ---------------------------------------------------------------------------- Data Center search by GET
+
+
+def test_data_center_searches_with_get_when_post_answers_405():
+    """A proxy that allows only GET: one POST finds out, every search after it (counts and pages) is a GET."""
+    from fake_jira import FakeIssue, FakeJira
+
+    issues = [FakeIssue(i, points=float(i), category="done" if i % 2 else "new") for i in range(1, 2_501)]
+    with FakeJira(issues, deployment="Server", token=CANARY, refuse_post_search=True) as fake:
+        results = measure(dc_source(url=fake.url), [
+            req("open", jql="project = PAY AND statusCategory != Done"),
+            req("done", jql="project = PAY AND statusCategory = Done"),
+            req("points", jql="project = PAY", aggregate="sum", field="Story Points")])
+        searches = [c for c in fake.calls if c.path == "/rest/api/2/search"]
+    assert value_of(results["open"]) == 1_250 and value_of(results["done"]) == 1_250
+    assert value_of(results["points"]) == sum(range(1, 2_501))
+    assert [c.method for c in searches].count("POST") == 1                     # one extra call, once per run
+    pages = [c.body for c in searches if c.method == "GET" and c.body["maxResults"] != "0"]
+    assert [p["startAt"] for p in pages] == ["0", "1000", "2000"]
+    assert all(p["fields"] == [STORY_POINTS] for p in pages)                   # comma-separated, read back as a list
+    assert total_calls(results) == len(fake.calls)
+
+
+def test_data_center_405_to_get_as_well_is_one_clear_error():
+    from fake_jira import FakeJira
+
+    refused = (405, {"Allow": "HEAD"}, errors("Method Not Allowed"))
+    with FakeJira([], deployment="Server", token=CANARY, queued=[refused, refused]) as fake:
+        result = measure(dc_source(url=fake.url), [req("a", jql="project = PAY")])["a"]
+        asked = [c.method for c in fake.calls if c.path == "/rest/api/2/search"]
+    assert asked == ["POST", "GET"]
+    assert error_of(result) == (f"Jira answered 405 Method Not Allowed for {API}/search: a proxy in front of Jira may "
+                                "refuse the request; check `url:`")
+
 # ---------------------------------------------------------------------------- streaming
 
 
