@@ -332,7 +332,7 @@ def test_without_headers_backoff_is_exponential_capped_jittered_and_bounded(clou
     rsps.post(f"{CLOUD}{API}/search/approximate-count", status=429, json=errors("Rate limit exceeded."))
     results = measure(cloud.source(), [req("a", jql="project = PAY"), req("b", jql="project = OPS")])
     tries = [c for c in rsps.calls if c.request.url.endswith("approximate-count")]
-    # the jira package's own retries are off: one query is tried MAX_TRIES times while the other,
+    # the jira package's own retries are off: one query is tried POLICY.tries times while the other,
     # in flight with it (PARALLEL_QUERIES), holds back at the gate, then stops with the same error
     assert _jira_client.POLICY.tries == 4 <= len(tries) <= _jira_client.POLICY.tries + 1
     assert len(waits) == 3
