@@ -2,50 +2,43 @@
 
 `GitHubClient` holds the only copy of the token (inside PyGithub's `Auth.Token`) and sends
 every REST and GraphQL request through PyGithub's requester, so auth lives in one place.
-PyGithub's own `GithubRetry` and request throttling are turned off; tenacity owns retries:
+PyGithub's own `GithubRetry` and request throttling are turned off; retries are
+connectors/_http.py's, with its default policy and one GitHub difference:
 
-- a rate limit (403/429) honours `retry-after`; with `x-ratelimit-remaining: 0` it waits until
-  `x-ratelimit-reset`; a secondary limit with neither header backs off 60 s, 120 s, 240 s;
-- 5xx answers, timeouts, dropped connections (also mid-answer) and JSON answers cut short
-  back off 2 s, 4 s, 8 s;
-- at most MAX_ATTEMPTS tries, and never a single wait above MAX_WAIT_SECONDS (a limit that
-  resets later fails the key result with the time to run again).
+- a rate limit (403/429, or GraphQL's 200 with RATE_LIMITED) honours `retry-after`; with
+  `x-ratelimit-remaining: 0` it waits until `x-ratelimit-reset`; a secondary limit with neither
+  header backs off from one minute (SECONDARY), as GitHub's docs ask;
+- a wait longer than the policy's max_retry_after fails the key result with the time to run again.
 
-`sleep` and `clock` are module attributes so tests can patch them and assert the waits asked
-for without sleeping. Failures become okrsync SourceError / RetriableSourceError with one-line
-messages that name where the token comes from, never its value. `calls` counts every HTTP
-request sent (retries included).
+Failures become okrsync SourceError / RetriableSourceError with one-line messages that name
+where the token comes from, never its value. `calls` counts every HTTP request sent (retries
+included).
 """
 from __future__ import annotations
 
 import logging
-import math
-import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from github import Auth, Github, GithubException
 from github.Requester import Requester
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from connectors import _http
 from okrsync.errors import RetriableSourceError, SourceError
 
 DEFAULT_BASE_URL = "https://api.github.com"
 USER_AGENT = "okr-sync"
 TIMEOUT_SECONDS = 30
 PER_PAGE = 100                   # the most GitHub returns per page
-MAX_ATTEMPTS = 4
-BACKOFF_SECONDS = 2.0            # transient faults: 2, 4, 8 s
-SECONDARY_WAIT_SECONDS = 60.0    # secondary rate limit without retry-after: 60, 120, 240 s
-MAX_WAIT_SECONDS = 300.0         # never sleep longer than this for one retry
+POLICY = _http.DEFAULT
+# GitHub's docs, for a secondary rate limit that names no time: "wait for at least one minute before
+# retrying ... [then] an exponentially increasing amount of time between retries": 60, 120, 240 s.
+SECONDARY = POLICY.but(first_wait=60.0, cap=300.0)
 _DETAIL_CHARS = 300
 
 logger = logging.getLogger(__name__)
-
-sleep: Callable[[float], None] = time.sleep     # patched in tests
-clock: Callable[[], float] = time.time          # patched in tests
 
 # ---------------------------------------------------------------------------- errors
 
@@ -89,55 +82,56 @@ def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%H:%M:%S UTC")
 
 
-def _rate_limit(status: int, headers: dict[str, Any], detail: str) -> RateLimited | None:
+def _rate_limit(status: int, headers: Mapping[str, Any], detail: str) -> RateLimited | None:
     """The rate limit a 403/429 reports, or None if it is not one."""
-    retry_after = headers.get("retry-after")
-    if retry_after is not None:
-        try:
-            seconds = max(float(retry_after), 0.0)
-        except ValueError:
-            seconds = None
-        if seconds is not None:
-            return RateLimited(f"GitHub rate limit ({status}): it asked to wait {seconds:g} s "
-                               f"(until {_utc(clock() + seconds)})", retry_after=seconds)
-    if str(headers.get("x-ratelimit-remaining", "")).strip() == "0" and headers.get("x-ratelimit-reset"):
-        try:
-            reset = float(headers["x-ratelimit-reset"])
-        except ValueError:
-            reset = None
-        if reset is not None:
-            wait = math.ceil(max(reset - clock(), 0.0)) + 1.0     # the reset second itself, plus one
-            return RateLimited(f"GitHub API rate limit used up ({status}); it resets at {_utc(reset)}",
-                               retry_after=wait)
+    asked = _http.asked_wait(headers)
+    if asked is not None and headers.get("retry-after") is not None:
+        return RateLimited(f"GitHub rate limit ({status}): it asked to wait {asked:g} s "
+                           f"(until {_http.run_again_after(asked)})", retry_after=asked)
+    if asked is not None:
+        return RateLimited(f"GitHub API rate limit used up ({status}); it resets at {_reset_time(headers, asked)}",
+                           retry_after=asked)
     if status == 429 or Requester.isRateLimitError(detail):
         return RateLimited(f"GitHub secondary rate limit ({status}: {detail or 'too many requests'})",
                            secondary=True)
     return None
 
-# ---------------------------------------------------------------------------- retry policy
+
+def _reset_time(headers: Mapping[str, Any], asked: float) -> str:
+    try:
+        return _utc(float(headers["x-ratelimit-reset"]))
+    except (KeyError, ValueError):
+        return _http.run_again_after(asked)
 
 
-def _worth_retrying(exc: BaseException) -> bool:
-    if not isinstance(exc, RetriableSourceError):
-        return False
-    return exc.retry_after is None or exc.retry_after <= MAX_WAIT_SECONDS
+class _GraphQLLimited(Exception):
+    """GraphQL reports its rate limit as HTTP 200 with errors of type RATE_LIMITED."""
+
+    def __init__(self, headers: Mapping[str, Any], detail: str):
+        super().__init__(detail)
+        self.headers, self.detail = headers, detail
+
+    def limit(self) -> RateLimited:
+        return _rate_limit(403, self.headers, self.detail) or RateLimited(
+            f"GitHub GraphQL rate limit ({self.detail})", secondary=True)
 
 
-def _wait(state: RetryCallState) -> float:
-    """Seconds to wait before the next try: what GitHub asked for, else a backoff."""
-    exc = state.outcome.exception() if state.outcome else None
-    tries = state.attempt_number
-    if isinstance(exc, RetriableSourceError) and exc.retry_after is not None:
-        return exc.retry_after
-    if isinstance(exc, RateLimited) and exc.secondary:
-        return min(SECONDARY_WAIT_SECONDS * 2 ** (tries - 1), MAX_WAIT_SECONDS)
-    return min(BACKOFF_SECONDS * 2 ** (tries - 1), MAX_WAIT_SECONDS)
+def _lower(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k.lower(): v for k, v in (headers or {}).items()}
 
 
-def _log_wait(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0
-    logger.warning("%s; waiting %.0f s before try %d of %d", exc, wait, state.attempt_number + 1, MAX_ATTEMPTS)
+def _fault(exc: BaseException) -> _http.Fault | None:
+    """What `_http.call` retries: rate limits (by GitHub's rules), then the shared status map and network faults."""
+    limited: RateLimited | None = None
+    if isinstance(exc, _GraphQLLimited):
+        limited = exc.limit()
+    elif isinstance(exc, GithubException) and exc.status in (403, 429):
+        limited = _rate_limit(exc.status, _lower(exc.headers), _detail(exc.data))
+    if limited is not None:
+        return _http.Fault(f"a rate limit ({limited})", limited.retry_after, SECONDARY if limited.secondary else None)
+    if isinstance(exc, GithubException):
+        return _http.status_fault(exc.status, _lower(exc.headers))
+    return _http.transport_fault(exc)
 
 # ---------------------------------------------------------------------------- URLs
 
@@ -171,7 +165,7 @@ class GitHubClient:
     """Sends REST and GraphQL requests for one source; counts them in `calls`."""
 
     def __init__(self, token: str, *, token_source: str, base_url: str = DEFAULT_BASE_URL,
-                 timeout: int = TIMEOUT_SECONDS):
+                 timeout: int = TIMEOUT_SECONDS, deadline: float | None = None):
         self._github = Github(auth=Auth.Token(token), base_url=base_url, timeout=timeout, user_agent=USER_AGENT,
                               per_page=PER_PAGE, retry=None, seconds_between_requests=None,
                               seconds_between_writes=None)
@@ -179,6 +173,7 @@ class GitHubClient:
         self.token_source = token_source          # e.g. "environment variable GITHUB_TOKEN"
         self.host = urlsplit(base_url).netloc
         self.timeout = timeout
+        self.deadline = deadline                    # a clock.monotonic() time no retry wait may pass (_http)
         self.calls = 0
         self.graphql_available = True               # False once the host answered 404 to GraphQL
         self._fatal: SourceError | None = None     # a rejected token: no point asking again
@@ -212,17 +207,20 @@ class GitHubClient:
               *, graphql: bool) -> tuple[dict[str, Any], Any]:
         if self._fatal is not None:
             raise self._fatal
-        retrying = Retrying(stop=stop_after_attempt(MAX_ATTEMPTS), wait=_wait, retry=retry_if_exception(_worth_retrying),
-                            sleep=lambda seconds: sleep(seconds), before_sleep=_log_wait, reraise=True)
         try:
-            return retrying(self._once, verb, url, params, body, graphql)
-        except RetriableSourceError as exc:
-            tries = retrying.statistics.get("attempt_number", 1)
-            if exc.retry_after is not None and exc.retry_after > MAX_WAIT_SECONDS:
-                raise type(exc)(f"{exc}: too long to wait now, run again after that", exc.retry_after) from None
-            if tries > 1:
-                raise type(exc)(f"{exc} (gave up after {tries} tries)", exc.retry_after) from None
-            raise
+            return _http.call(lambda: self._once(verb, url, params, body, graphql), service="GitHub", path=url,
+                              classify=_fault, policy=POLICY, deadline=self.deadline)
+        except _http.GaveUp as ended:
+            error = self._error(ended.error)
+            if not isinstance(error, RetriableSourceError):
+                raise error from None
+            if ended.asked_too_long:
+                raise type(error)(f"{error}: too long to wait now, run again after that", error.retry_after) from None
+            if ended.tries > 1:
+                raise type(error)(f"{error} (gave up after {ended.tries} tries)", error.retry_after) from None
+            raise error from None
+        except (GithubException, _GraphQLLimited, requests.RequestException, AssertionError, RuntimeError) as exc:
+            raise self._error(exc) from None
 
     def _once(self, verb: str, url: str, params: dict[str, Any] | None, body: Any,
               graphql: bool) -> tuple[dict[str, Any], Any]:
@@ -230,38 +228,40 @@ class GitHubClient:
         logger.debug("GitHub %s %s %s (call %d)", verb, url, params or "", self.calls)
         try:
             headers, data = self._requester.requestJsonAndCheck(verb, url, parameters=params, input=body)
-        except GithubException as exc:
-            raise self._http_error(exc.status, {k.lower(): v for k, v in (exc.headers or {}).items()},
-                                   exc.data) from None
-        except requests.exceptions.Timeout:
-            raise RetriableSourceError(f"GitHub at {self.host} did not answer within {self.timeout} s") from None
-        except requests.exceptions.ConnectionError:
-            raise RetriableSourceError(f"cannot connect to GitHub at {self.host}: check base_url and the network") from None
-        except requests.exceptions.ChunkedEncodingError:
-            raise RetriableSourceError(f"GitHub at {self.host} dropped the connection mid-answer") from None
         except ValueError:                           # PyGithub: a body opening with { or [ that does not parse
-            raise RetriableSourceError(f"GitHub at {self.host} sent a JSON answer cut short (it does not parse)") from None
-        except AssertionError:                       # PyGithub refuses a URL on another host or port
-            raise SourceError(f"GitHub at {self.host} linked to a page on another host or port: "
-                              "check base_url (use the address GitHub itself reports)") from None
-        except RuntimeError as exc:                  # PyGithub refuses redirects to another host
-            raise SourceError(f"GitHub at {self.host} redirected elsewhere ({str(exc).split(',')[0]}): "
-                              "check base_url") from None
+            raise _http.CutShort() from None
         if _is_wrapped_text(data):
             raise SourceError(f"GitHub at {self.host} answered with a page that is not JSON "
                               f"(\"{_detail(data)[:80]}\"): check base_url (https://HOST/api/v3 for GitHub Enterprise)")
         if graphql and isinstance(data, dict):
-            self._raise_graphql_rate_limit(headers, data)
+            limited = [e for e in data.get("errors") or [] if isinstance(e, dict) and e.get("type") == "RATE_LIMITED"]
+            if limited:
+                raise _GraphQLLimited(_lower(headers), str(limited[0].get("message") or "rate limited"))
         return headers, data
 
-    def _raise_graphql_rate_limit(self, headers: dict[str, Any], data: dict[str, Any]) -> None:
-        """GraphQL reports its rate limit as HTTP 200 with errors of type RATE_LIMITED."""
-        limited = [e for e in data.get("errors") or [] if isinstance(e, dict) and e.get("type") == "RATE_LIMITED"]
-        if limited:
-            detail = str(limited[0].get("message") or "rate limited")
-            raise _rate_limit(403, headers, detail) or RateLimited(f"GitHub GraphQL rate limit ({detail})", secondary=True)
+    def _error(self, exc: BaseException) -> SourceError:
+        """The SourceError of a failed request, in GitHub's words."""
+        if isinstance(exc, GithubException):
+            return self._http_error(exc.status, _lower(exc.headers), exc.data)
+        if isinstance(exc, _GraphQLLimited):
+            return exc.limit()
+        if isinstance(exc, requests.exceptions.Timeout):
+            return RetriableSourceError(f"GitHub at {self.host} did not answer within {self.timeout} s")
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return RetriableSourceError(f"cannot connect to GitHub at {self.host}: check base_url and the network")
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return RetriableSourceError(f"GitHub at {self.host} dropped the connection mid-answer")
+        if isinstance(exc, _http.CutShort):
+            return RetriableSourceError(f"GitHub at {self.host} sent a JSON answer cut short (it does not parse)")
+        if isinstance(exc, AssertionError):          # PyGithub refuses a URL on another host or port
+            return SourceError(f"GitHub at {self.host} linked to a page on another host or port: "
+                               "check base_url (use the address GitHub itself reports)")
+        if isinstance(exc, RuntimeError):            # PyGithub refuses redirects to another host
+            return SourceError(f"GitHub at {self.host} redirected elsewhere ({str(exc).split(',')[0]}): "
+                               "check base_url")
+        return SourceError(f"GitHub at {self.host} could not be asked ({type(exc).__name__}): check base_url")
 
-    def _http_error(self, status: int, headers: dict[str, Any], data: Any) -> SourceError:
+    def _http_error(self, status: int, headers: Mapping[str, Any], data: Any) -> SourceError:
         detail = _detail(data)
         if status == 401:
             self._fatal = GitHubHTTPError(

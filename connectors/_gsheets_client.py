@@ -8,9 +8,8 @@ Every failure is mapped onto okr-sync's errors here, in one place:
     CSV export: a sign-in page (HTML, or a redirect to accounts.google.com), 401, 403 -> not public;
                 404 -> no such spreadsheet;  400 -> no tab with that gid
 
-Retries: tenacity, ATTEMPTS attempts; the wait is Google's Retry-After when it sends one (up to
-MAX_RETRY_AFTER seconds, else we stop), otherwise 2, 4, 8, 16, 32 s (about one minute, the window
-Google's per-minute read quota refills in). Nothing else retries these calls: gspread's default
+Retries: connectors/_http.py's, with POLICY (longer than the default, see there); the wait is
+Google's Retry-After when it sends one. Nothing else retries these calls: gspread's default
 HTTPClient does not (its BackOffHTTPClient would), requests' adapters are left at 0 retries. The
 token request is google-auth's: it retries it itself (3 attempts), so it is not wrapped again.
 
@@ -18,12 +17,9 @@ token request is google-auth's: it retries it itself (3 attempts), so it is not 
 """
 from __future__ import annotations
 
-import email.utils
 import logging
 import re
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlparse
 
@@ -33,8 +29,8 @@ import gspread
 import requests
 from google.oauth2 import service_account
 from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from connectors import _http
 from okrsync.errors import RetriableSourceError, SourceError
 
 logger = logging.getLogger(__name__)
@@ -43,10 +39,9 @@ API_BASE = SPREADSHEETS_API_V4_BASE_URL            # https://sheets.googleapis.c
 EXPORT_BASE = "https://docs.google.com/spreadsheets/d"
 READONLY_SCOPES = ("https://www.googleapis.com/auth/spreadsheets.readonly",)
 METADATA_FIELDS = "properties(title,locale),sheets.properties(sheetId,title,index,sheetType)"
-RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-ATTEMPTS = 6
-BACKOFF = wait_exponential(multiplier=2, max=32)   # 2, 4, 8, 16, 32 s
-MAX_RETRY_AFTER = 120.0
+# Google's documented truncated exponential backoff (Sheets API usage limits): the per-minute read
+# quota refills each minute, so the waits span one: 2, 4, 8, 16, 32 s (plus jitter) over 6 tries.
+POLICY = _http.DEFAULT.but(tries=6, first_wait=2.0, cap=32.0)
 TIMEOUT = (10.0, 60.0)                             # connect, read (seconds)
 MAX_REDIRECTS = 5
 USER_AGENT = "okr-sync (google_sheets source)"
@@ -55,11 +50,6 @@ _MAX_MESSAGE = 200
 T = TypeVar("T")
 
 # ---------------------------------------------------------------------------- retries and counting
-
-
-def _sleep(seconds: float) -> None:
-    """The one place retries wait; tests replace it to record the waits without sleeping."""
-    time.sleep(seconds)
 
 
 class CallCounter:
@@ -78,64 +68,44 @@ class CallCounter:
         return session
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds asked for by a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
-    if not value:
-        return None
-    text = value.strip()
+def _fault(exc: BaseException) -> _http.Fault | None:
+    if isinstance(exc, gspread.exceptions.APIError):
+        return _http.status_fault(exc.response.status_code, exc.response.headers)
+    return _http.fault_of(exc)
+
+
+def with_retries(call: Callable[[], T], *, path: str, what: str, deadline: float | None = None) -> T:
+    """Run `call` (one request to `path`, for `what`) with retries; when they end, the last fault's
+    RetriableSourceError saying it gave up. Errors not worth retrying are raised as they are."""
     try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
-
-def _wait(state: RetryCallState) -> float:
-    error = state.outcome.exception() if state.outcome else None
-    asked = getattr(error, "retry_after", None)
-    return float(asked) if asked is not None else BACKOFF(state)
-
-
-def _asks_too_long(state: RetryCallState) -> bool:
-    error = state.outcome.exception() if state.outcome else None
-    asked = getattr(error, "retry_after", None)
-    return asked is not None and asked > MAX_RETRY_AFTER
-
-
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0
-    logger.info("Google Sheets: %s; retrying in %.0f s (attempt %d of %d)",
-                error, wait, state.attempt_number + 1, ATTEMPTS)
-
-
-def with_retries(call: Callable[[], T]) -> T:
-    """Run `call`, retrying RetriableSourceError (bounded, honouring Retry-After); the last error says it gave up."""
-    retrying = Retrying(retry=retry_if_exception_type(RetriableSourceError),
-                        stop=stop_after_attempt(ATTEMPTS) | _asks_too_long,
-                        wait=_wait, sleep=lambda seconds: _sleep(seconds), before_sleep=_log_retry, reraise=True)
-    try:
-        return retrying(call)
-    except RetriableSourceError as error:
-        attempts = retrying.statistics.get("attempt_number", 1)
-        if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
-            gave_up = f"Google asked to wait {error.retry_after:.0f} s, longer than okr-sync waits: run again later"
+        return _http.call(call, service="Google Sheets", path=path, classify=_fault, policy=POLICY,
+                          deadline=deadline)
+    except _http.GaveUp as ended:
+        error = ended.error
+        response = getattr(error, "response", None)
+        last = _transient(response, what) if response is not None else _unreachable(error, what)
+        if ended.asked_too_long:
+            gave_up = f"Google asked to wait {ended.fault.asked:.0f} s, longer than okr-sync waits: {ended.run_again()}"
         else:
-            gave_up = f"gave up after {attempts} attempts: run again later"
-        raise RetriableSourceError(f"{error}; {gave_up}", error.retry_after) from None
+            gave_up = f"gave up after {ended.tries} attempts: run again later"
+        raise RetriableSourceError(f"{last}; {gave_up}", last.retry_after) from None
 
 # ---------------------------------------------------------------------------- messages
 
 
 def sheet_label(spreadsheet_id: str) -> str:
     """How messages name a spreadsheet whose title is not known: Google Sheet 1AbCdEfGhI…"""
-    return f"Google Sheet {spreadsheet_id[:10]}…" if len(spreadsheet_id) > 12 else f"Google Sheet {spreadsheet_id}"
+    return f"Google Sheet {_short_id(spreadsheet_id)}"
+
+
+def _short_id(spreadsheet_id: str) -> str:
+    """A spreadsheet id cut short: the id of a sheet shared by link is the key to it."""
+    return f"{spreadsheet_id[:10]}…" if len(spreadsheet_id) > 12 else spreadsheet_id
+
+
+def _log_path(url: str, spreadsheet_id: str) -> str:
+    """A request's path for the retry log line, the spreadsheet id cut short."""
+    return urlparse(url).path.replace(spreadsheet_id, _short_id(spreadsheet_id))
 
 
 def one_line(text: Any) -> str:
@@ -157,7 +127,7 @@ def _google_error(response: requests.Response) -> tuple[str, str]:
 
 def _transient(response: requests.Response, what: str) -> RetriableSourceError:
     status, message = _google_error(response)
-    wait = retry_after_seconds(response.headers.get("Retry-After"))
+    wait = _http.asked_wait(response.headers)
     if response.status_code == 429:
         detail = f": {message}" if message else ""
         return RetriableSourceError(
@@ -167,7 +137,9 @@ def _transient(response: requests.Response, what: str) -> RetriableSourceError:
                                 + (f" ({message})" if message else "") + ", a passing fault", wait)
 
 
-def _unreachable(exc: requests.RequestException, what: str) -> RetriableSourceError:
+def _unreachable(exc: BaseException, what: str) -> RetriableSourceError:
+    if isinstance(exc, _http.CutShort):
+        return RetriableSourceError(f"{what}: Google's answer was cut short (its JSON does not parse)")
     kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect"
     return RetriableSourceError(f"{what}: {kind} ({type(exc).__name__})")
 
@@ -200,8 +172,10 @@ class SheetsApi:
     """
 
     def __init__(self, info: dict[str, Any], spreadsheet_id: str, *, api_base: str = API_BASE,
-                 counter: CallCounter | None = None, key_label: str = "the service account key"):
+                 counter: CallCounter | None = None, key_label: str = "the service account key",
+                 deadline: float | None = None):
         self.spreadsheet_id = spreadsheet_id
+        self.deadline = deadline                    # a clock.monotonic() time no retry wait may pass (_http)
         self.label = sheet_label(spreadsheet_id)
         self.api_base = api_base.rstrip("/")
         self.client_email = str(info.get("client_email") or "the service account")
@@ -265,23 +239,23 @@ class SheetsApi:
 
     def _get(self, url: str, params: dict[str, Any], what: str) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
-            try:
-                response = self.http.request("get", url, params=params)
-            except gspread.exceptions.APIError as exc:
-                raise self._failure(exc.response, what) from None
-            except requests.RequestException as exc:
-                raise _unreachable(exc, f"{self.label}, {what}") from None
+            response = self.http.request("get", url, params=params)
             try:
                 return response.json()
             except ValueError:
+                if _http.says_json(response):
+                    raise _http.CutShort() from None
                 raise SourceError(f"{self.label}, {what}: Google Sheets answered something other than JSON "
                                   f"(HTTP {response.status_code}): check `spreadsheet:`") from None
-        return with_retries(attempt)
+        try:
+            return with_retries(attempt, path=_log_path(url, self.spreadsheet_id), what=f"{self.label}, {what}", deadline=self.deadline)
+        except gspread.exceptions.APIError as exc:
+            raise self._failure(exc.response, what) from None
+        except requests.RequestException as exc:
+            raise _unreachable(exc, f"{self.label}, {what}") from None
 
     def _failure(self, response: requests.Response, what: str) -> SourceError:
         status = response.status_code
-        if status in RETRIABLE_STATUSES:
-            return _transient(response, f"{self.label}, {what}")
         kind, message = _google_error(response)
         email = self.client_email
         if status == 403 and ("SERVICE_DISABLED" in response.text or "has not been used" in message
@@ -329,7 +303,7 @@ def public_session(counter: CallCounter) -> requests.Session:
 
 
 def export_csv(session: requests.Session, spreadsheet_id: str, gid: int | None, *,
-               export_base: str = EXPORT_BASE) -> str:
+               export_base: str = EXPORT_BASE, deadline: float | None = None) -> str:
     """The CSV text of one tab (the first tab if gid is None) of a sheet shared as "anyone with the link"."""
     url = f"{export_base.rstrip('/')}/{spreadsheet_id}/export"
     params = {"format": "csv"} if gid is None else {"format": "csv", "gid": str(gid)}
@@ -341,13 +315,15 @@ def export_csv(session: requests.Session, spreadsheet_id: str, gid: int | None, 
             response = session.get(url, params=params, timeout=TIMEOUT)
         except requests.TooManyRedirects:
             raise SourceError(f"{label}, exporting {tab} as CSV: Google redirected too many times") from None
-        except requests.RequestException as exc:
-            raise _unreachable(exc, f"{label}, exporting {tab} as CSV") from None
-        if response.status_code in RETRIABLE_STATUSES:
-            raise _transient(response, f"{label}, exporting {tab} as CSV")
+        if _http.retriable_status(response.status_code):
+            raise _http.StatusError(response)
         return response
 
-    response = with_retries(attempt)
+    try:
+        response = with_retries(attempt, path=_log_path(url, spreadsheet_id), what=f"{label}, exporting {tab} as CSV",
+                                deadline=deadline)
+    except requests.RequestException as exc:
+        raise _unreachable(exc, f"{label}, exporting {tab} as CSV") from None
     if response.status_code == 404:
         raise SourceError(f"spreadsheet {spreadsheet_id} not found: check `spreadsheet:` (copy the URL from the "
                           "browser's address bar)")

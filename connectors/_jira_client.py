@@ -2,17 +2,18 @@
 
 - Auth lives in the `jira` client's session: basic auth (email + API token) for Jira Cloud,
   bearer (personal access token) for Data Center. The package's own retries are off
-  (`max_retries=0`); tenacity owns retries here, so the two never multiply.
+  (`max_retries=0`); connectors/_http.py owns retries, so the two never multiply.
 - Every HTTP request is counted (`calls`): a response hook on the session, plus the requests
   that got no response (timeouts, refused connections).
-- 429/502/503/504 are retried honouring `Retry-After` (seconds or an HTTP date) or
-  `X-RateLimit-Reset` (ISO 8601), else capped exponential backoff with jitter; so are the
-  faults of a network in between: a read timeout, a connection dropped or reset while asking
-  or mid-answer, a JSON answer cut short. At most MAX_TRIES tries. `sleep` is looked up at
-  call time, so tests patch it to record the waits.
+- Retries are connectors/_http.py's, with its default policy: the statuses and network faults it
+  retries, the waits servers ask for (`Retry-After`, Jira Cloud's ISO 8601 `X-RateLimit-Reset`).
+  Jira's own part is the gate: a query waiting out a limit or an outage holds it, so the
+  queries of other threads hold back instead of adding to the load.
 - Failures become one-line SourceErrors that never hold a token. Failures no other query can
   escape (401, 403, 404, 410, an HTML page instead of JSON, an unreachable host, rate limits
   or outages that outlast the retries) are fatal: later calls fail at once with the same message.
+- Data Center search is `POST /rest/api/2/search`; a server or proxy answering that with 405
+  is asked `GET /rest/api/2/search` (the same parameters as a query string) for the rest of the run.
 
 Endpoints (REST v2 exists on Cloud and Data Center alike):
     GET  /rest/api/2/serverInfo                 Cloud or Data Center ("deploymentType")
@@ -20,118 +21,41 @@ Endpoints (REST v2 exists on Cloud and Data Center alike):
     POST /rest/api/2/search/approximate-count   Cloud count: {"count": N}
     POST /rest/api/2/search/jql                 Cloud issues: nextPageToken / isLast
     POST /rest/api/2/search                     Data Center: count (maxResults=0 -> total), issues
+    GET  /rest/api/2/search                     ... when POST answers 405 (fields comma-separated)
 """
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import requests
 from jira import JIRA, JIRAError
-from tenacity import RetryCallState, Retrying, retry_if_exception
 
+from connectors import _http
 from okrsync.errors import RetriableSourceError, SourceError
 
 logger = logging.getLogger(__name__)
 
 CLOUD_PAGE_SIZE = 100          # enhanced search: 100 issues a page once fields beyond id/key are asked
 DC_PAGE_SIZE = 1000            # Data Center caps maxResults at jira.search.views.default.max (1000)
-MAX_TRIES = 4                  # 1 try + 3 retries
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
 FATAL_STATUSES = frozenset({401, 403, 404, 410})
-BACKOFF_FIRST = 1.0            # seconds; doubles each retry ...
-BACKOFF_CAP = 30.0             # ... up to this
-JITTER = 1.0                   # plus up to this much at random
-MAX_ASKED_WAIT = 120.0         # a longer Retry-After ends the retries: try again later
+POLICY = _http.DEFAULT
 MAX_PAGES = 100_000            # a guard against a server that never says isLast
 
 T = TypeVar("T")
-
-sleep: Callable[[float], None] = time.sleep       # patched in tests
-_random = random.Random()
+SEARCH = "/rest/api/2/search"
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-# ---------------------------------------------------------------------------- waits
+class MethodNotAllowed(SourceError):
+    """Jira (or a proxy in front of it) answered 405 to the method asked."""
 
 
-def asked_wait(headers: Mapping[str, str]) -> float | None:
-    """Seconds the server asks us to wait: `Retry-After` (seconds or HTTP date), else
-    `X-RateLimit-Reset` (ISO 8601, e.g. 2026-11-20T12:01Z); None if neither is usable."""
-    retry_after = (headers.get("Retry-After") or "").strip()
-    if retry_after:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            pass
-        try:
-            return max(0.0, (parsedate_to_datetime(retry_after) - _utcnow()).total_seconds())
-        except (TypeError, ValueError):
-            pass
-    reset = (headers.get("X-RateLimit-Reset") or "").strip()
-    if reset:
-        try:
-            moment = datetime.fromisoformat(reset.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        return max(0.0, (moment - _utcnow()).total_seconds())
-    return None
-
-
-def backoff(attempt: int) -> float:
-    """Capped exponential backoff with jitter for the wait after try number `attempt` (1-based)."""
-    return min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (attempt - 1) + _random.uniform(0, JITTER))
-
-
-class _CutShort(Exception):
-    """A 2xx answer that says it is JSON but does not parse: the connection dropped its tail."""
-
-
-def _is_retriable(exc: BaseException) -> bool:
+def _fault(exc: BaseException) -> _http.Fault | None:
     if isinstance(exc, JIRAError):
-        return exc.status_code in RETRY_STATUSES
-    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
-        return _reason(exc) == "connection failed"          # dropped or reset; not refused, no such host, TLS
-    return isinstance(exc, (requests.Timeout, requests.exceptions.ChunkedEncodingError, _CutShort))
-
-
-def _fault_of(exc: BaseException | None) -> str:
-    """What went wrong with a try, for the retry log line."""
-    if isinstance(exc, JIRAError):
-        return f"HTTP {exc.status_code}"
-    if isinstance(exc, requests.Timeout):
-        return "no answer in time"
-    if isinstance(exc, _CutShort):
-        return "a JSON answer cut short"
-    return "a dropped connection"
-
-
-def _headers_of(exc: BaseException | None) -> Mapping[str, str]:
-    response = getattr(exc, "response", None)
-    return response.headers if response is not None else {}
-
-
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    asked = asked_wait(_headers_of(exc))
-    return asked if asked is not None else backoff(state.attempt_number)
-
-
-def _stop(state: RetryCallState) -> bool:
-    if state.attempt_number >= MAX_TRIES:
-        return True
-    exc = state.outcome.exception() if state.outcome else None
-    asked = asked_wait(_headers_of(exc))
-    return asked is not None and asked > MAX_ASKED_WAIT
+        response = exc.response
+        return _http.status_fault(exc.status_code, response.headers if response is not None else None)
+    return _http.transport_fault(exc)
 
 # ---------------------------------------------------------------------------- error wording
 
@@ -161,12 +85,6 @@ def _quoted(texts: list[str]) -> str:
     return f'"{joined[:400]}"'
 
 
-def _says_json(response: requests.Response | None) -> bool:
-    """Whether an answer declares a JSON body (so a body that does not parse was cut short)."""
-    kind = (response.headers.get("Content-Type") or "") if response is not None else ""
-    return "json" in kind.lower() and bool(response is not None and response.content)
-
-
 def _what_body(response: requests.Response | None) -> str:
     if response is None:
         return "an empty answer"
@@ -185,12 +103,15 @@ class JiraApi:
     """A Jira site as this connector uses it; every method raises SourceError on failure."""
 
     def __init__(self, url: str, *, token: str, token_source: str, email: str | None = None,
-                 email_source: str | None = None, timeout: float = 30.0):
+                 email_source: str | None = None, timeout: float = 30.0, deadline: float | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.calls = 0
         self.cloud: bool | None = None
         self.fatal: SourceError | None = None
+        self.deadline = deadline                    # a clock.monotonic() time no retry wait may pass (_http)
+        self._search_by_get: bool | None = None      # Data Center search: None until POST was tried once
+        self._probe = threading.Lock()              # held by the one query finding that out
         self._token_source = token_source
         self._email_source = email_source
         self._lock = threading.Lock()               # queries may be asked from several threads at once
@@ -236,78 +157,72 @@ class JiraApi:
         if self.fatal is not None:
             raise self.fatal
         try:
-            return self._call_once_or_more(what, path, fn)
+            return _http.call(lambda: self._try(fn), service="Jira", path=path, classify=_fault, policy=POLICY,
+                              deadline=self.deadline, before_wait=self._hold_gate)
+        except _http.GaveUp as ended:
+            raise self._error(ended.error, what, path, ended) from None
+        except (JIRAError, requests.RequestException, ValueError) as exc:
+            raise self._error(exc, what, path, None) from None
         finally:
             if getattr(self._local, "holding", False):
                 self._local.holding = False
                 self._gate.release()
 
-    def _call_once_or_more(self, what: str, path: str, fn: Callable[[], T]) -> T:
-        retrying = Retrying(stop=_stop, wait=_wait, retry=retry_if_exception(_is_retriable), reraise=True,
-                            sleep=self._pause, before_sleep=self._log_retry(path))
+    def _try(self, fn: Callable[[], T]) -> T:
+        if not getattr(self._local, "holding", False):
+            with self._gate:                       # another query is waiting out a limit: wait with it
+                pass
+        if self.fatal is not None:
+            raise self.fatal
+        self._last_response = None
         try:
-            for attempt in retrying:
-                with attempt:
-                    if not getattr(self._local, "holding", False):
-                        with self._gate:           # another query is waiting out a limit: wait with it
-                            pass
-                    if self.fatal is not None:
-                        raise self.fatal
-                    self._last_response = None
-                    try:
-                        return fn()
-                    except (requests.Timeout, requests.ConnectionError):
-                        self._add_call()           # sent, but no response came back
-                        raise
-                    except ValueError:
-                        if _says_json(self._last_response):
-                            raise _CutShort() from None
-                        raise
-        except JIRAError as exc:
-            raise self._http_error(exc, what, path) from None
-        except requests.Timeout:
-            raise RetriableSourceError(f"Jira did not answer {path} within {self.timeout:g} s: try again later, "
-                                       "or raise `timeout:` on the source") from None
-        except requests.ConnectionError as exc:
-            raise self._fail(RetriableSourceError(f"cannot reach Jira at {self.url} ({_reason(exc)}): "
-                                                  "check `url:` and the network")) from None
-        except requests.exceptions.ChunkedEncodingError:
-            raise RetriableSourceError(f"Jira dropped the connection while answering {path} ({MAX_TRIES} tries): "
-                                       "try again later") from None
-        except _CutShort:
-            raise RetriableSourceError(f"Jira's answers to {path} were cut short (invalid JSON, {MAX_TRIES} tries): "
-                                       "try again later") from None
-        except ValueError:                         # a 2xx answer that is not JSON
-            got = _what_body(self._last_response)
-            raise self._fail(SourceError(
-                f"Jira answered {path} with {got} instead of JSON (a login or SSO page, or a proxy?): "
-                f"check that `url:` ({self.url}) is the Jira site itself and that {self._token_source} "
-                "holds a valid token")) from None
-        raise AssertionError("unreachable")        # pragma: no cover - Retrying returns or raises
+            return fn()
+        except (requests.Timeout, requests.ConnectionError):
+            self._add_call()                       # sent, but no response came back
+            raise
+        except ValueError:
+            if _http.says_json(self._last_response):
+                raise _http.CutShort() from None
+            raise
 
-    def _pause(self, seconds: float) -> None:
-        """Wait before a retry, holding the gate; unless a query in another thread has meanwhile
-        found the source unusable (then stop: its error is this query's too)."""
+    def _hold_gate(self, seconds: float) -> None:
+        """Before a wait: take the gate (if not held yet); unless a query in another thread has
+        meanwhile found the source unusable (then stop: its error is this query's too)."""
         if not getattr(self._local, "holding", False):
             self._gate.acquire()
             self._local.holding = True
         if self.fatal is not None:
             raise self.fatal
-        sleep(seconds)
 
-    def _log_retry(self, path: str) -> Callable[[RetryCallState], None]:
-        def log(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            wait = state.next_action.sleep if state.next_action else 0.0
-            logger.warning("Jira answered %s for %s; retrying in %.1f s (try %d of %d)",
-                           _fault_of(exc), path, wait, state.attempt_number + 1, MAX_TRIES)
-        return log
+    def _error(self, exc: BaseException, what: str, path: str, ended: _http.GaveUp | None) -> SourceError:
+        tries = ended.tries if ended else 1
+        if isinstance(exc, JIRAError):
+            return self._http_error(exc, what, path, ended)
+        if isinstance(exc, requests.Timeout):
+            return RetriableSourceError(f"Jira did not answer {path} within {self.timeout:g} s: try again later, "
+                                        "or raise `timeout:` on the source")
+        if isinstance(exc, requests.ConnectionError):
+            return self._fail(RetriableSourceError(f"cannot reach Jira at {self.url} "
+                                                   f"({_http.connection_reason(exc)}): check `url:` and the network"))
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return RetriableSourceError(f"Jira dropped the connection while answering {path} ({tries} tries): "
+                                        "try again later")
+        if isinstance(exc, _http.CutShort):
+            return RetriableSourceError(f"Jira's answers to {path} were cut short (invalid JSON, {tries} tries): "
+                                        "try again later")
+        if isinstance(exc, ValueError):            # a 2xx answer that is not JSON
+            got = _what_body(self._last_response)
+            return self._fail(SourceError(
+                f"Jira answered {path} with {got} instead of JSON (a login or SSO page, or a proxy?): "
+                f"check that `url:` ({self.url}) is the Jira site itself and that {self._token_source} "
+                "holds a valid token"))
+        return SourceError(f"Jira could not be asked for {path} ({type(exc).__name__}): check `url:`")
 
     def _fail(self, error: SourceError) -> SourceError:
         self.fatal = error
         return error
 
-    def _http_error(self, exc: JIRAError, what: str, path: str) -> SourceError:
+    def _http_error(self, exc: JIRAError, what: str, path: str, ended: _http.GaveUp | None) -> SourceError:
         status = exc.status_code or 0
         response = exc.response
         texts = _messages(response)
@@ -334,13 +249,17 @@ class JiraApi:
             said = "" if self.cloud is None else f" (serverInfo said {'Cloud' if self.cloud else 'Data Center'})"
             return self._fail(SourceError(
                 f"Jira answered 410 Gone for {path}{jira_says}: this Jira has removed that API{said}"))
-        if status in RETRY_STATUSES:
-            asked = asked_wait(_headers_of(exc))
+        if status == 405:
+            return MethodNotAllowed(f"Jira answered 405 Method Not Allowed for {path}: a proxy in front of Jira "
+                                    "may refuse the request; check `url:`")
+        if status in (429, 502, 503, 504):       # outlasted the retries: no other query gets through either
+            asked = ended.fault.asked if ended else None
+            again = ended.run_again() if ended else "try again later"
             if status == 429:
                 ask = f" (it asks to wait {asked:g} s)" if asked else ""
-                text = f"Jira kept rate-limiting (HTTP 429){ask}: try again later"
+                text = f"Jira kept rate-limiting (HTTP 429){ask}: {again}"
             else:
-                text = f"Jira is unavailable (HTTP {status}): try again later"
+                text = f"Jira is unavailable (HTTP {status}): {again}"
             return self._fail(RetriableSourceError(text, retry_after=asked))
         if status >= 500:
             return RetriableSourceError(f"Jira failed on {what} (HTTP {status}){jira_says}: try again later")
@@ -374,9 +293,8 @@ class JiraApi:
             body = self._call(what, path, lambda: self._jira.approximate_issue_count(jql, json_result=True))
             value = body.get("count") if isinstance(body, dict) else None
         else:
-            path = "/rest/api/2/search"
-            query = {"jql": jql, "startAt": 0, "maxResults": 0}
-            body = self._call(what, path, lambda: self._jira._get_json("search", params=query, use_post=True))
+            path = SEARCH
+            body = self._dc_search(what, {"jql": jql, "startAt": 0, "maxResults": 0})
             value = body.get("total") if isinstance(body, dict) else None
         if not isinstance(value, int) or isinstance(value, bool):
             raise SourceError(f"Jira answered {path} without a count: check `url:` ({self.url})")
@@ -406,12 +324,11 @@ class JiraApi:
         raise SourceError(f"more than {MAX_PAGES} pages for {what}: narrow the JQL")
 
     def _dc_pages(self, jql: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
-        path, what = "/rest/api/2/search", f"the JQL {jql!r}"
+        what = f"the JQL {jql!r}"
         start = 0
         for _ in range(MAX_PAGES):
-            query = {"jql": jql, "startAt": start, "maxResults": DC_PAGE_SIZE, "fields": fields}
-            body = self._call(what, path, lambda: self._jira._get_json("search", params=query, use_post=True))
-            issues = _issues_of(body, path)
+            body = self._dc_search(what, {"jql": jql, "startAt": start, "maxResults": DC_PAGE_SIZE, "fields": fields})
+            issues = _issues_of(body, SEARCH)
             yield issues
             start += len(issues)
             total = body.get("total")
@@ -419,20 +336,29 @@ class JiraApi:
                 return
         raise SourceError(f"more than {MAX_PAGES} pages for {what}: narrow the JQL")
 
+    def _dc_search(self, what: str, query: dict[str, Any]) -> Any:
+        """Data Center search: POST; GET with the same parameters once POST answered 405. The first
+        search finds out (the others wait for it), so the run spends one extra call at most."""
+        if self._search_by_get is None:
+            with self._probe:
+                if self._search_by_get is None:
+                    try:
+                        body = self._call(what, SEARCH, lambda: self._jira._get_json("search", params=query,
+                                                                                      use_post=True))
+                    except MethodNotAllowed:
+                        self._search_by_get = True
+                        logger.info("Jira at %s refused POST %s (405); searching with GET", self.url, SEARCH)
+                    else:
+                        self._search_by_get = False
+                        return body
+        if not self._search_by_get:
+            return self._call(what, SEARCH, lambda: self._jira._get_json("search", params=query, use_post=True))
+        params = {k: ",".join(v) if isinstance(v, list) else v for k, v in query.items()}
+        return self._call(what, SEARCH, lambda: self._jira._get_json("search", params=params))
+
 
 def _issues_of(body: Any, path: str) -> list[dict[str, Any]]:
     issues = body.get("issues") if isinstance(body, dict) else None
     if not isinstance(issues, list):
         raise SourceError(f"Jira answered {path} without an `issues` list: check `url:`")
     return [i for i in issues if isinstance(i, dict)]
-
-
-def _reason(exc: requests.ConnectionError) -> str:
-    text = str(exc).lower()
-    if "refused" in text:
-        return "connection refused"
-    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
-        return "host not found"
-    if "ssl" in text or "certificate" in text:
-        return "TLS/certificate error"
-    return "connection failed"

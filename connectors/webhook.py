@@ -4,9 +4,10 @@ One POST of a JSON body; a 2xx answer is success. Slack answers failures with a 
 short reason in the body: 400 invalid_payload, 403 action_prohibited, 404 channel_not_found
 or no_service, 410 channel_is_archived, 429 with Retry-After, 500 rollup_error.
 
-429, 5xx and failures to connect are retried by tenacity (bounded, honouring Retry-After);
-requests' own retries stay off. A read timeout is not retried: the message may have arrived,
-and a chat message posted twice is worse than an alert retried on the next run.
+Retries are connectors/_http.py's, with its default policy (429, 500, 502, 503, 504, dropped
+connections; honouring Retry-After); requests' own retries stay off. A read timeout is not
+retried: the message may have arrived, and a chat message posted twice is worse than an alert
+retried on the next run.
 
 The webhook URL is a secret (whoever holds it can post to the channel): it never appears in
 an error or a log line. Errors say where the URL came from instead, and urllib3's debug line
@@ -17,21 +18,18 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from connectors import _http
 from okrsync.errors import OkrSyncError
 
 TIMEOUT = (5.0, 15.0)         # seconds to connect, to read the answer
-MAX_ATTEMPTS = 4              # one post and up to three retries
-BACKOFF = 2.0                 # seconds before the first retry without Retry-After, doubled each time
-MAX_WAIT = 60.0               # the longest Retry-After honoured
+POLICY = _http.DEFAULT
 _REASON = re.compile(r"[a-z_]{2,40}")
 
 logger = logging.getLogger(__name__)
@@ -46,12 +44,6 @@ class WebhookError(OkrSyncError):
         super().__init__(message)
         self.calls = calls
 
-
-class _Retriable(Exception):
-    def __init__(self, what: str, retry_after: float | None = None):
-        super().__init__(what)
-        self.what = what
-        self.retry_after = retry_after
 
 # ---------------------------------------------------------------------------- secrecy
 
@@ -83,34 +75,16 @@ def _hide(url: str) -> None:
 # ---------------------------------------------------------------------------- posting
 
 
-def _sleep(seconds: float) -> None:
-    """Waits between attempts; tests patch this to record the waits instead of sleeping."""
-    time.sleep(seconds)
-
-
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, _Retriable) and exc.retry_after is not None:
-        return min(max(exc.retry_after, 0.0), MAX_WAIT)
-    return BACKOFF * 2 ** (state.attempt_number - 1)
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return None
-
-
 def _reason(response: requests.Response) -> str:
     """Slack's short error string (e.g. channel_not_found), if the body is one."""
     body = response.text.strip()[:41]
     return f" {body}" if _REASON.fullmatch(body) else ""
 
 
-def post_json(url: SecretStr, payload: dict[str, Any], *, where: str) -> int:
+def post_json(url: SecretStr, payload: dict[str, Any], *, where: str, deadline: float | None = None) -> int:
     """POST `payload` to the webhook; return the HTTP calls made. `where` names the URL's origin
-    for messages (e.g. "environment variable OKR_SYNC_WEBHOOK"). Raises WebhookError."""
+    for messages (e.g. "environment variable OKR_SYNC_WEBHOOK"). Raises WebhookError.
+    `deadline` is a clock.monotonic() time no retry wait may pass (connectors._http)."""
     target = url.get_secret_value()
     parts = urlsplit(target)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -132,27 +106,25 @@ def post_json(url: SecretStr, payload: dict[str, Any], *, where: str) -> int:
         except requests.exceptions.ReadTimeout:
             raise WebhookError(f"the alert webhook in {where} did not answer within {TIMEOUT[1]:g}s; "
                                "not retried, as the message may have arrived") from None
-        except requests.exceptions.ConnectionError as exc:
-            raise _Retriable(f"could not connect ({exc.__class__.__name__})") from None
-        except requests.exceptions.RequestException as exc:
-            raise WebhookError(f"the alert webhook in {where} could not be called ({exc.__class__.__name__}): "
-                               "check the URL") from None
-        status = response.status_code
-        if 200 <= status < 300:
+        if 200 <= response.status_code < 300:
             return
-        if status == 429 or status >= 500:
-            raise _Retriable(f"HTTP {status}{_reason(response)}", _retry_after(response))
-        raise WebhookError(_refused(status, _reason(response), where))
+        if _http.retriable_status(response.status_code):
+            raise _http.StatusError(response)
+        raise WebhookError(_refused(response.status_code, _reason(response), where))
 
-    try:
-        for attempt_state in Retrying(stop=stop_after_attempt(MAX_ATTEMPTS), wait=_wait,
-                                      retry=retry_if_exception_type(_Retriable),
-                                      sleep=lambda seconds: _sleep(seconds), reraise=True):
-            with attempt_state:
-                attempt()
-    except _Retriable as exc:
-        raise WebhookError(f"the alert webhook in {where} failed {calls} times ({exc.what}); "
+    try:                                             # the URL is the secret: the log names where it comes from
+        _http.call(attempt, service="webhook", path=f"the URL in {where}", policy=POLICY, deadline=deadline)
+    except _http.GaveUp as ended:
+        what = _fault(ended.error)
+        if ended.asked_too_long:
+            raise WebhookError(f"the alert webhook in {where} asked to wait {ended.fault.asked:g} s ({what}); the "
+                               f"alerts stay queued: {ended.run_again()}", calls) from None
+        raise WebhookError(f"the alert webhook in {where} failed {calls} times ({what}); "
                            "the alerts stay queued for the next run", calls) from None
+    except requests.exceptions.RequestException as exc:      # not worth retrying: refused, no such host, TLS
+        why = (_http.connection_reason(exc) if isinstance(exc, requests.exceptions.ConnectionError)
+               else exc.__class__.__name__)
+        raise WebhookError(f"the alert webhook in {where} could not be called ({why}): check the URL", calls) from None
     except WebhookError as exc:
         exc.calls = calls
         raise
@@ -160,6 +132,15 @@ def post_json(url: SecretStr, payload: dict[str, Any], *, where: str) -> int:
         session.close()
     logger.debug("posted %d bytes to the alert webhook in %s (%d call(s))", len(body), where, calls)
     return calls
+
+
+def _fault(exc: BaseException) -> str:
+    """What went wrong with a post, in a few words safe to show (no URL)."""
+    if isinstance(exc, _http.StatusError):
+        return f"HTTP {exc.status}{_reason(exc.response)}"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return f"could not connect ({exc.__class__.__name__})"
+    return exc.__class__.__name__
 
 
 def _refused(status: int, reason: str, where: str) -> str:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -15,6 +16,46 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "example.yaml"
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+
+
+class FakeClock:
+    """connectors._http.clock in tests: `sleep` records the wait in `waits` and moves time on by it,
+    so nothing sleeps. Time starts at `start` (epoch seconds), or follows another clock (`follow`)."""
+
+    def __init__(self, start: float = 1_795_000_000.0):          # 2026-11-18 UTC
+        self.start = start
+        self.waits: list[float] = []
+        self._elapsed = 0.0
+        self._time: Callable[[], float] = lambda: self.start + self._elapsed
+        self._advance: Callable[[float], None] | None = None
+
+    def follow(self, time: Callable[[], float], advance: Callable[[float], None]) -> None:
+        """Read the time from `time` and move it on with `advance` (e.g. a local server's clock)."""
+        self._time, self._advance = time, advance
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self._advance is not None:
+            self._advance(seconds)
+        else:
+            self._elapsed += seconds
+
+    def monotonic(self) -> float:
+        return self._time()
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._time(), timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch) -> FakeClock:
+    """The one test hook for time: every retry wait of every connector is recorded in `clock.waits`,
+    never slept (autouse, so no test sleeps through a retry by accident)."""
+    from connectors import _http
+
+    fake = FakeClock()
+    monkeypatch.setattr(_http, "clock", fake)
+    return fake
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ with its `StatusCategory`, and `ErrorCollection` (`errorMessages`, `errors`).
 `FakeJira` speaks the endpoints the connector uses, checks credentials like Jira (basic auth
 for Cloud, bearer for Data Center), pages like Jira (Cloud: 100 issues and an opaque
 nextPageToken; Data Center: startAt/maxResults up to its cap), answers the removed Cloud
-`/search` with 410, and evaluates the small JQL subset the tests write (AND, parentheses,
+`/search` with 410, serves Data Center search by POST or by GET (query string, `fields`
+comma-separated; `refuse_post_search` makes POST answer 405, as some proxies do), and evaluates the small JQL subset the tests write (AND, parentheses,
 = != > >= < <= and IN over project, type, priority, status, statusCategory, parent, created,
 resolved and "Story Points"; ORDER BY ignored). Unknown fields get Jira's 400 answer, and so
 does a date Jira would not parse (`jql_date`: the four absolute formats and relative durations,
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from localhttp import LocalServer
 
@@ -320,6 +322,7 @@ class FakeJira:
     email: str = "okr-bot@example.com"
     token: str = "token"
     dc_max_results: int = 1000              # Data Center's jira.search.views.default.max
+    refuse_post_search: bool = False        # POST /rest/api/2/search answers 405 (a proxy allowing only GET)
     calls: list[Call] = field(default_factory=list)
     queued: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)   # answers for the next API calls
     _matched: dict[str, list[FakeIssue]] = field(default_factory=dict, repr=False)
@@ -357,7 +360,9 @@ class FakeJira:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else None
-        path = handler.path.split("?")[0]
+        path, query = urlsplit(handler.path).path, parse_qs(urlsplit(handler.path).query)
+        if method == "GET" and path == "/rest/api/2/search":             # the same parameters as the POST body
+            body = {k: v[0].split(",") if k == "fields" else v[0] for k, v in query.items()}
         self.calls.append(Call(method, path, body))
         status, headers, payload = self._answer(method, path, body, handler.headers.get("Authorization"))
         data = json.dumps(payload).encode()
@@ -385,7 +390,9 @@ class FakeJira:
             if (method, path) == ("POST", "/rest/api/2/search/jql") and self.cloud:
                 require_bounded(body["jql"])
                 return 200, {}, self._cloud_search(body)
-            if (method, path) == ("POST", "/rest/api/2/search"):
+            if (method, path) == ("POST", "/rest/api/2/search") and self.refuse_post_search:
+                return 405, {"Allow": "GET, HEAD"}, errors("Method Not Allowed")
+            if path == "/rest/api/2/search" and method in ("GET", "POST"):
                 return (410, {}, REMOVED_SEARCH) if self.cloud else (200, {}, self._dc_search(body))
         except JqlError as exc:
             return 400, {}, errors(str(exc))

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from connectors import _github_client, _jira_client
+from connectors import _http
 from connectors.sql_store import open_store
 from loadserver import LoadServer, generate
 from loadserver.workload import github_coverage, workload
@@ -39,10 +39,7 @@ def local_site(monkeypatch: pytest.MonkeyPatch, **options: Any) -> Iterator[Load
     monkeypatch.setenv("JIRA_EMAIL", EMAIL)
     monkeypatch.setenv("GITHUB_TOKEN", CANARY)
     with LoadServer(DATA, token=CANARY, email=EMAIL, **options) as server:
-        monkeypatch.setattr(_jira_client, "sleep", server.advance)
-        monkeypatch.setattr(_jira_client, "_utcnow", lambda: datetime.fromtimestamp(server.now(), timezone.utc))
-        monkeypatch.setattr(_github_client, "sleep", server.advance)
-        monkeypatch.setattr(_github_client, "clock", server.now)
+        _http.clock.follow(server.now, server.advance)     # the FakeClock tests/conftest.py installed
         yield server
 
 
@@ -150,6 +147,6 @@ def artifacts_text() -> str:
 
 
 def backoff_ok(wait: float, attempt: int) -> bool:
-    """A Jira backoff wait after try `attempt`: 2**(attempt-1) s plus up to 1 s of jitter."""
-    low = _jira_client.BACKOFF_FIRST * 2 ** (attempt - 1)
-    return low <= wait <= low + _jira_client.JITTER + 1e-9 and math.isfinite(wait)
+    """A backoff wait of the default policy after try `attempt`: first_wait doubled, plus jitter."""
+    low = _http.DEFAULT.first_wait * 2 ** (attempt - 1)
+    return low <= wait <= low + _http.DEFAULT.jitter + 1e-9 and math.isfinite(wait)

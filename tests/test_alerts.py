@@ -152,10 +152,15 @@ WHERE = "environment variable OKR_SYNC_WEBHOOK"
 
 
 @pytest.fixture
-def waits(monkeypatch) -> list[float]:
-    asked: list[float] = []
-    monkeypatch.setattr(webhook, "_sleep", asked.append)
-    return asked
+def waits(clock) -> list[float]:
+    """The retry waits asked for, recorded instead of slept (tests/conftest.py)."""
+    return clock.waits
+
+
+def backed_off(waits: list[float]) -> bool:
+    """The waits are the default policy's backoff: doubling from first_wait, plus at most the jitter."""
+    first, jitter = webhook.POLICY.first_wait, webhook.POLICY.jitter
+    return all(first * 2 ** n <= w <= first * 2 ** n + jitter for n, w in enumerate(waits))
 
 
 @responses.activate
@@ -177,12 +182,12 @@ def test_rate_limit_waits_as_long_as_retry_after_says(waits):
 
 @responses.activate
 def test_server_errors_back_off_and_give_up_bounded(waits):
-    for _ in range(webhook.MAX_ATTEMPTS):
+    for _ in range(webhook.POLICY.tries):
         responses.post(HOOK, body="rollup_error", status=500)
     with pytest.raises(WebhookError) as error:
         post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE)
-    assert error.value.calls == webhook.MAX_ATTEMPTS == len(responses.calls)
-    assert waits == [2.0, 4.0, 8.0]
+    assert error.value.calls == webhook.POLICY.tries == len(responses.calls)
+    assert len(waits) == 3 and backed_off(waits)
     assert str(error.value) == (f"the alert webhook in {WHERE} failed 4 times (HTTP 500 rollup_error); "
                                 "the alerts stay queued for the next run")
 
@@ -208,11 +213,30 @@ def test_refusals_are_not_retried_and_say_what_to_fix(waits, status, body, fix):
 def test_connection_failures_are_retried_read_timeouts_are_not(waits):
     responses.post(HOOK, body=requests.exceptions.ConnectionError(f"cannot reach {HOOK}"))
     responses.post(HOOK, body="ok", status=200)
-    assert post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE) == 2 and waits == [2.0]
+    assert post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE) == 2 and len(waits) == 1 and backed_off(waits)
     responses.post(HOOK, body=requests.exceptions.ReadTimeout(f"read timeout {HOOK}"))
     with pytest.raises(WebhookError, match="did not answer") as error:
         post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE)
-    assert CANARY not in str(error.value) and error.value.__cause__ is None
+    assert CANARY not in str(error.value) and error.value.__cause__ is None and len(waits) == 1
+
+
+@responses.activate
+def test_a_refused_connection_fails_at_once(waits):
+    responses.post(HOOK, body=requests.exceptions.ConnectionError(f"[Errno 111] Connection refused: {HOOK}"))
+    with pytest.raises(WebhookError) as error:
+        post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE)
+    assert str(error.value) == f"the alert webhook in {WHERE} could not be called (connection refused): check the URL"
+    assert error.value.calls == len(responses.calls) == 1 and waits == []
+
+
+@responses.activate
+def test_a_retry_after_too_long_keeps_the_alerts_queued_and_says_when(waits):
+    responses.post(HOOK, body="rate_limited", status=429, headers={"Retry-After": "3600"})
+    with pytest.raises(WebhookError) as error:
+        post_json(SecretStr(HOOK), {"text": "hi"}, where=WHERE)
+    assert str(error.value) == (f"the alert webhook in {WHERE} asked to wait 3600 s (HTTP 429 rate_limited); the "
+                                "alerts stay queued: run again after 12:06:40 UTC")   # the fake clock's 11:06:40 + 1 h
+    assert waits == [] and error.value.calls == 1
 
 
 def test_not_a_url_names_where_it_came_from():
@@ -347,13 +371,13 @@ def test_undelivered_alert_stays_queued_and_goes_out_with_a_later_run(no_heartbe
 
     with WebhookReceiver(path="/services/T1/B1/queued") as hook:
         Secret(value=hook.url).save("okr-queued-hook", overwrite=True)
-        hook.answers = [(503, "service_unavailable", {"Retry-After": "1"})] * webhook.MAX_ATTEMPTS
+        hook.answers = [(503, "service_unavailable", {"Retry-After": "1"})] * webhook.POLICY.tries
         failed = sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + 2 * HOUR)
         assert hook.posts == [] and failed["alerts"]["alerts"][0]["delivered"] is False
         assert failed["alerts"]["errors"] == [
             "the alert webhook in Prefect Secret block 'okr-queued-hook' failed 4 times (HTTP 503 service_unavailable); "
             "the alerts stay queued for the next run"]
-        assert failed["alerts"]["calls"] == webhook.MAX_ATTEMPTS and waits == [1.0, 1.0, 1.0]
+        assert failed["alerts"]["calls"] == webhook.POLICY.tries and waits == [1.0, 1.0, 1.0]
 
         later = sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + 3 * HOUR)
         assert [a["kind"] for a in later["alerts"]["alerts"]] == ["status_change"]

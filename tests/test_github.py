@@ -42,12 +42,16 @@ def token(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def waits(monkeypatch) -> list[float]:
-    """Every retry wait asked for, in seconds; nothing ever sleeps."""
-    asked: list[float] = []
-    monkeypatch.setattr(_github_client, "sleep", asked.append)
-    monkeypatch.setattr(_github_client, "clock", lambda: NOW)
-    return asked
+def waits(clock) -> list[float]:
+    """Every retry wait asked for, in seconds; nothing ever sleeps (tests/conftest.py)."""
+    clock.start = NOW
+    return clock.waits
+
+
+def backed_off(waits: list[float], first: float = _github_client.POLICY.first_wait) -> bool:
+    """The waits are the policy's backoff from `first`: doubling, plus at most the jitter."""
+    jitter = _github_client.POLICY.jitter
+    return all(first * 2 ** n <= w <= first * 2 ** n + jitter for n, w in enumerate(waits))
 
 
 @pytest.fixture
@@ -380,14 +384,14 @@ def test_timeouts_are_retried_then_reported(gh, waits):
         gh.get(SEARCH, body=requests.exceptions.ReadTimeout("read timed out"))
     message = failed(run({"a": {"search": SECURITY}}, timeout=5)["a"])
     assert message == "GitHub at api.github.com did not answer within 5 s (gave up after 4 tries)"
-    assert waits == [2.0, 4.0, 8.0] and len(gh.calls) == 4
+    assert len(waits) == 3 and backed_off(waits) and len(gh.calls) == 4
 
 
 def test_server_error_is_retried(gh, waits):
     gh.get(SEARCH, status=502, body="<html><body>Bad gateway</body></html>")
     gh.get(SEARCH, json=search_page(6))
     result = ok(run({"a": {"search": SECURITY}})["a"])
-    assert result.value == 6 and result.calls == 2 and waits == [2.0]
+    assert result.value == 6 and result.calls == 2 and len(waits) == 1 and backed_off(waits)
 
 
 def test_pygithubs_own_retries_are_off_so_tries_do_not_multiply(waits):
@@ -395,7 +399,7 @@ def test_pygithubs_own_retries_are_off_so_tries_do_not_multiply(waits):
     with FakeGitHub(CANARY, failures=[503] * 4) as server:
         message = failed(run({"a": {"search": SECURITY}}, base_url=server.base_url)["a"])
         asked = len(server.requests)
-    assert asked == 4 and waits == [2.0, 4.0, 8.0]
+    assert asked == 4 and len(waits) == 3 and backed_off(waits)
     assert message == "GitHub at 127.0.0.1:%s had a server error (503: Service Unavailable) (gave up after 4 tries)" % (
         server.base_url.split(":")[2].split("/")[0])
 
@@ -448,14 +452,14 @@ def test_secondary_rate_limit_backs_off_at_least_a_minute(gh, waits):
     gh.get(SEARCH, status=403, json=secondary)
     gh.get(SEARCH, json=search_page(5))
     assert ok(run({"a": {"search": SECURITY}})["a"]).value == 5
-    assert waits == [60.0, 120.0]
+    assert len(waits) == 2 and backed_off(waits, first=60.0)              # at least a minute, then doubled
 
 
 def test_rate_limit_tries_are_bounded(gh, waits):
     for _ in range(4):
         gh.get(SEARCH, status=429, json=error_body("Too many requests", 429))
     message = failed(run({"a": {"search": SECURITY}})["a"])
-    assert waits == [60.0, 120.0, 240.0] and len(gh.calls) == 4
+    assert len(waits) == 3 and backed_off(waits, first=60.0) and len(gh.calls) == 4
     assert "secondary rate limit" in message and "gave up after 4 tries" in message
 
 

@@ -119,11 +119,16 @@ def google():
 
 
 @pytest.fixture
-def waits(monkeypatch) -> list[float]:
-    """The waits tenacity asks for, recorded instead of slept."""
-    asked: list[float] = []
-    monkeypatch.setattr(_gsheets_client, "_sleep", asked.append)
-    return asked
+def waits(clock) -> list[float]:
+    """The retry waits asked for, recorded instead of slept (tests/conftest.py)."""
+    return clock.waits
+
+
+def backed_off(waits: list[float], *, after: int = 1) -> bool:
+    """The waits are the client's backoff steps from try `after` on: doubling, plus at most the jitter."""
+    policy = _gsheets_client.POLICY
+    steps = [policy.first_wait * 2 ** (n - 1) for n in range(after, after + len(waits))]
+    return all(step <= w <= min(policy.cap, step + policy.jitter) for step, w in zip(steps, waits))
 
 
 @pytest.fixture
@@ -221,15 +226,15 @@ def test_quota_429_is_retried_with_backoff_then_reported_clearly(google, key_fil
     quota = api_error(429, "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute per "
                            "user' of service 'sheets.googleapis.com' for consumer 'project_number:123'.",
                       "RESOURCE_EXHAUSTED")
-    google.fail("GET", f"{API}/{SA_ID}/values:batchGet", 429, quota, times=_gsheets_client.ATTEMPTS)
+    google.fail("GET", f"{API}/{SA_ID}/values:batchGet", 429, quota, times=_gsheets_client.POLICY.tries)
     results = google.measure(sa_source(key_file), [req("a", cell="B7")])
     message = error_of(results["a"])
     assert isinstance(results["a"], RetriableSourceError)
     assert message.startswith("Google Sheet 1SaSheetAb…, reading the values: Google's read quota is used up "
                               "(HTTP 429: Quota exceeded for quota metric 'Read requests'")
-    assert message.endswith(f"gave up after {_gsheets_client.ATTEMPTS} attempts: run again later")
-    assert waits == [2, 4, 8, 16, 32]                                    # bounded exponential backoff
-    assert len(google.calls("batchGet")) == _gsheets_client.ATTEMPTS    # no retries stacked under ours
+    assert message.endswith(f"gave up after {_gsheets_client.POLICY.tries} attempts: run again later")
+    assert len(waits) == 5 and backed_off(waits)                         # 2, 4, 8, 16, 32 s plus jitter
+    assert len(google.calls("batchGet")) == _gsheets_client.POLICY.tries  # no retries stacked under ours
 
 
 def test_retry_after_is_honoured_and_every_attempt_is_counted(google, key_file, waits):
@@ -238,7 +243,7 @@ def test_retry_after_is_honoured_and_every_attempt_is_counted(google, key_file, 
     google.fail("GET", batch, 503, api_error(503, "The service is currently unavailable.", "UNAVAILABLE"))
     results = google.measure(sa_source(key_file), [req("a", cell="B7"), req("b", cell="B8")])
     assert value_of(results["a"]) == 45 and value_of(results["b"]) == 1234
-    assert waits == [7, 4]                                  # Google's Retry-After, then the backoff's 2nd step
+    assert waits[0] == 7 and backed_off(waits[1:], after=2)  # Google's Retry-After, then the backoff's 2nd step
     assert sum(m.calls for m in results.values()) == len(google.calls()) == 5     # token, metadata, 3 batchGets
 
 
@@ -246,7 +251,8 @@ def test_a_retry_after_too_long_is_not_waited_for(google, key_file, waits):
     google.fail("GET", f"{API}/{SA_ID}", 429, api_error(429, "Quota exceeded", "RESOURCE_EXHAUSTED"),
                 headers={"Retry-After": "3600"})
     message = error_of(google.measure(sa_source(key_file), [req("a", cell="B7")])["a"])
-    assert waits == [] and message.endswith("Google asked to wait 3600 s, longer than okr-sync waits: run again later")
+    assert waits == [] and message.endswith("Google asked to wait 3600 s, longer than okr-sync waits: "
+                                            "run again after 12:06:40 UTC")        # the fake clock's 11:06:40 + 1 h
 
 
 def test_refused_key_and_token_endpoint_down(google, key_file, waits, monkeypatch):
@@ -309,7 +315,7 @@ def test_secrets_never_reach_logs_errors_or_results(google, key_file, monkeypatc
                 measure(sa_source("${OKR_GSHEETS_KEY}", url(PUBLIC_ID)), [req("a", cell="B7")])]
     assert value_of(outcomes[0]["nps"]) == 45 and "not shared" in error_of(outcomes[1]["a"])
     seen = caplog.text + "".join(capsys.readouterr()) + repr(outcomes) + "".join(str(v) for o in outcomes for v in o.values())
-    assert "retrying in 2 s" in caplog.text                              # the logs were captured
+    assert "Google Sheets: HTTP 503 for /v4/spreadsheets/1SaSheetAb…/values:batchGet; retrying in" in caplog.text
     assert CANARY_TOKEN not in seen
     assert not [line for line in key_lines if line in seen]
 
@@ -395,7 +401,7 @@ def test_public_export_rate_limit_is_retried(google, waits):
     google.fail("GET", export, 429, headers={"Retry-After": "3"}, content_type="text/html")
     google.fail("GET", export, 500, content_type="text/html")
     results = google.measure(public_source(), [req("a", cell="B7")])
-    assert value_of(results["a"]) == 45 and waits == [3, 4] and results["a"].calls == 3
+    assert value_of(results["a"]) == 45 and waits[0] == 3 and backed_off(waits[1:], after=2) and results["a"].calls == 3
 
 # ---------------------------------------------------------------------------- config
 

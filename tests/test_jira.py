@@ -45,11 +45,9 @@ def secrets(monkeypatch):
 
 
 @pytest.fixture
-def waits(monkeypatch) -> list[float]:
-    """The waits tenacity asks for, recorded instead of slept."""
-    asked: list[float] = []
-    monkeypatch.setattr(_jira_client, "sleep", asked.append)
-    return asked
+def waits(clock) -> list[float]:
+    """The retry waits asked for, recorded instead of slept (tests/conftest.py)."""
+    return clock.waits
 
 
 @pytest.fixture
@@ -318,15 +316,15 @@ def test_429_waits_as_long_as_retry_after_says(cloud: Site, rsps, waits):
     assert results["kr"].calls == 3                                     # the 429 was a call too
 
 
-def test_503_waits_until_x_ratelimit_reset(cloud: Site, rsps, waits, monkeypatch):
-    monkeypatch.setattr(_jira_client, "_utcnow", lambda: datetime(2026, 11, 20, 12, 0, 30, tzinfo=timezone.utc))
+def test_503_waits_until_x_ratelimit_reset(cloud: Site, rsps, waits, clock):
+    clock.start = datetime(2026, 11, 20, 12, 0, 30, tzinfo=timezone.utc).timestamp()
     cloud.server_info()
     url = f"{CLOUD}{API}/search/approximate-count"
     rsps.post(url, status=503, headers={"X-RateLimit-Reset": "2026-11-20T12:01Z"}, json=errors("Service unavailable"))
-    rsps.post(url, status=429, headers={"Retry-After": "Fri, 20 Nov 2026 12:00:45 GMT"}, json=errors("Rate limited"))
+    rsps.post(url, status=429, headers={"Retry-After": "Fri, 20 Nov 2026 12:01:15 GMT"}, json=errors("Rate limited"))
     rsps.post(url, json=count(2))
     assert value_of(measure(cloud.source(), [req("kr", jql="project = PAY")])["kr"]) == 2
-    assert waits == [30.0, 15.0]
+    assert waits == [30.0, 15.0]                    # the clock moved on by the first wait: 12:01:00 + 15 s
 
 
 def test_without_headers_backoff_is_exponential_capped_jittered_and_bounded(cloud: Site, rsps, waits):
@@ -334,13 +332,12 @@ def test_without_headers_backoff_is_exponential_capped_jittered_and_bounded(clou
     rsps.post(f"{CLOUD}{API}/search/approximate-count", status=429, json=errors("Rate limit exceeded."))
     results = measure(cloud.source(), [req("a", jql="project = PAY"), req("b", jql="project = OPS")])
     tries = [c for c in rsps.calls if c.request.url.endswith("approximate-count")]
-    # the jira package's own retries are off: one query is tried MAX_TRIES times while the other,
+    # the jira package's own retries are off: one query is tried POLICY.tries times while the other,
     # in flight with it (PARALLEL_QUERIES), holds back at the gate, then stops with the same error
-    assert _jira_client.MAX_TRIES == 4 <= len(tries) <= _jira_client.MAX_TRIES + 1
+    assert _jira_client.POLICY.tries == 4 <= len(tries) <= _jira_client.POLICY.tries + 1
     assert len(waits) == 3
     for n, wait in enumerate(waits):
-        assert 2 ** n <= wait <= 2 ** n + _jira_client.JITTER
-    assert all(_jira_client.backoff(n) <= _jira_client.BACKOFF_CAP for n in range(1, 30))
+        assert 2 ** n <= wait <= 2 ** n + _jira_client.POLICY.jitter
     assert error_of(results["a"]) == "Jira kept rate-limiting (HTTP 429): try again later"
     assert isinstance(results["a"], RetriableSourceError)
     assert error_of(results["b"]) == error_of(results["a"])
@@ -352,7 +349,8 @@ def test_a_retry_after_beyond_the_cap_is_not_waited_for(cloud: Site, rsps, waits
               json=errors("Rate limit exceeded."))
     result = measure(cloud.source(), [req("kr", jql="project = PAY")])["kr"]
     assert waits == [] and len(rsps.calls) == 2
-    assert error_of(result) == "Jira kept rate-limiting (HTTP 429) (it asks to wait 3600 s): try again later"
+    assert error_of(result) == ("Jira kept rate-limiting (HTTP 429) (it asks to wait 3600 s): "
+                                "run again after 12:06:40 UTC")               # the fake clock's 11:06:40 + 1 h
     assert result.retry_after == 3600
 
 # ---------------------------------------------------------------------------- errors
@@ -588,6 +586,40 @@ def test_module_registers_as_the_jira_source_type():
     from connectors import connector_for, source_types
 
     assert "jira" in source_types() and connector_for("jira") is jira
+
+# ---------------------------------------------------------------------------- Data Center search by GET
+
+
+def test_data_center_searches_with_get_when_post_answers_405():
+    """A proxy that allows only GET: one POST finds out, every search after it (counts and pages) is a GET."""
+    from fake_jira import FakeIssue, FakeJira
+
+    issues = [FakeIssue(i, points=float(i), category="done" if i % 2 else "new") for i in range(1, 2_501)]
+    with FakeJira(issues, deployment="Server", token=CANARY, refuse_post_search=True) as fake:
+        results = measure(dc_source(url=fake.url), [
+            req("open", jql="project = PAY AND statusCategory != Done"),
+            req("done", jql="project = PAY AND statusCategory = Done"),
+            req("points", jql="project = PAY", aggregate="sum", field="Story Points")])
+        searches = [c for c in fake.calls if c.path == "/rest/api/2/search"]
+    assert value_of(results["open"]) == 1_250 and value_of(results["done"]) == 1_250
+    assert value_of(results["points"]) == sum(range(1, 2_501))
+    assert [c.method for c in searches].count("POST") == 1                     # one extra call, once per run
+    pages = [c.body for c in searches if c.method == "GET" and c.body["maxResults"] != "0"]
+    assert [p["startAt"] for p in pages] == ["0", "1000", "2000"]
+    assert all(p["fields"] == [STORY_POINTS] for p in pages)                   # comma-separated, read back as a list
+    assert total_calls(results) == len(fake.calls)
+
+
+def test_data_center_405_to_get_as_well_is_one_clear_error():
+    from fake_jira import FakeJira
+
+    refused = (405, {"Allow": "HEAD"}, errors("Method Not Allowed"))
+    with FakeJira([], deployment="Server", token=CANARY, queued=[refused, refused]) as fake:
+        result = measure(dc_source(url=fake.url), [req("a", jql="project = PAY")])["a"]
+        asked = [c.method for c in fake.calls if c.path == "/rest/api/2/search"]
+    assert asked == ["POST", "GET"]
+    assert error_of(result) == (f"Jira answered 405 Method Not Allowed for {API}/search: a proxy in front of Jira may "
+                                "refuse the request; check `url:`")
 
 # ---------------------------------------------------------------------------- streaming
 

@@ -11,7 +11,6 @@ from urllib.parse import quote
 
 import pytest
 
-from connectors import _jira_client
 from connectors.sql_store import open_store
 from fake_jira import FakeIssue, FakeJira
 from flows.sync import sync_okrs
@@ -136,13 +135,12 @@ def every_issue_baseline(fake: FakeJira) -> int:
 
 @pytest.mark.parametrize("deployment", ["Cloud", "Server"])
 def test_jira_and_spreadsheet_key_results_sync_end_to_end(prefect_harness, tmp_path, monkeypatch, caplog, capfd,
-                                                            deployment):
+                                                            clock, deployment):
     for name in ("connectors", "urllib3", "jira", "flows"):
         caplog.set_level(logging.DEBUG, logger=name)
     monkeypatch.setenv("JIRA_API_TOKEN", CANARY)
     monkeypatch.setenv("JIRA_EMAIL", EMAIL)
-    waits: list[float] = []
-    monkeypatch.setattr(_jira_client, "sleep", waits.append)
+    waits = clock.waits                                                         # tests/conftest.py
     (tmp_path / "survey.csv").write_text("question,score\nNPS,38\n", encoding="utf-8")
     store_url = f"sqlite:///{tmp_path / 'okr.db'}"
     cloud = deployment == "Cloud"
