@@ -110,3 +110,10 @@ def test_a_local_run_never_loads_prefect(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=120)
     assert "exit 0 prefect loaded: False" in done.stdout, done.stdout + done.stderr[-2000:]
+
+
+def test_tenacity_is_imported_in_one_module_only():
+    """Every HTTP connector retries through connectors/_http.py: one policy, one status map."""
+    users = sorted(m for m, p in _modules().items() if any(i == "tenacity" or i.startswith("tenacity.")
+                                                            for i in _imports(p, m)))
+    assert users == ["connectors._http"]
