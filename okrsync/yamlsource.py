@@ -24,14 +24,15 @@ Path_ = tuple  # a path into the document: ("objectives", 0, "key_results", 2, "
 
 MAX_BYTES = 5_000_000
 MAX_DEPTH = 64
-MAX_NODES = 1_000_000
+MAX_NODES = 250_000  # a 5,000-key-result config holds about 110,000
 MAX_ALIASED = 10_000
 
 _LOADER = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
-_KIND = {"tag:yaml.org,2002:timestamp": "a date", "tag:yaml.org,2002:int": "an integer",
+_KIND = {"tag:yaml.org,2002:int": "an integer",
          "tag:yaml.org,2002:float": "a number"}
+_TOO_DEEP = f"values nest more than {MAX_DEPTH} levels deep: flatten the structure"
 _NO_KEY = object()  # a mapping frame waiting for its next key
 
 
@@ -43,7 +44,11 @@ class YamlSyntaxError(Exception):
 
 
 class _Frame:
-    """An open list or mapping: where it is, and the anchor that will name it once closed."""
+    """An open list or mapping: where it is, and the anchor that will name it once closed.
+
+    `log_at` and `nodes_at` are the log length and value count before it, so that an anchor's
+    lines and size (itself included) are what was added since; `deep` is the deepest level in it.
+    """
 
     __slots__ = ("value", "path", "key", "line", "anchor", "log_at", "nodes_at", "deep")
 
@@ -75,6 +80,8 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or "invalid YAML"
+        if "nesting depth" in problem:  # libyaml's own limit, met while it reads ahead
+            raise YamlSyntaxError(line, _TOO_DEEP) from None
         raise YamlSyntaxError(line, f"YAML syntax error: {problem}; check indentation and quoting "
                                     f"(quote values containing ': ' or '#')") from None
     except yaml.YAMLError as exc:
@@ -114,7 +121,10 @@ def _build(loader: Any) -> tuple[Any, dict[Path_, int]]:
                                                   nodes - frame.nodes_at, frame.deep - len(stack), frame.line)
             if parent is not None and frame.deep > parent.deep:
                 parent.deep = frame.deep
-            root = _attach(parent, frame.value, root, line)
+            if parent is None:
+                root = frame.value
+            else:
+                _attach(parent, frame.value)
             continue
         # A value starts here: a scalar, an alias, or a list or mapping.
         parent = stack[-1] if stack else None
@@ -149,9 +159,9 @@ def _build(loader: Any) -> tuple[Any, dict[Path_, int]]:
                 parent.deep = len(stack) + target.depth
             if is_key and type(target.value) in (dict, list):
                 raise _collection_key(line)
-            if path is not None and (parent is None or type(parent.value) is list):
-                log.append((path, target.line))
             if path is not None:
+                if parent is None or type(parent.value) is list:  # a mapping value has its key's line
+                    log.append((path, target.line))
                 log.extend((path + rel, ln) for rel, ln in target.lines)
             value = _copy(target.value)
         else:
@@ -161,7 +171,7 @@ def _build(loader: Any) -> tuple[Any, dict[Path_, int]]:
             if event.anchor is not None and event.anchor in anchors:
                 raise YamlSyntaxError(line, f"anchor `&{event.anchor}` is defined twice (first on line "
                                             f"{anchors[event.anchor].line}): rename one")
-            if path is not None and (parent is None or type(parent.value) is list):
+            if path is not None and (parent is None or type(parent.value) is list):  # as above
                 log.append((path, line))
             if kind is yaml.ScalarEvent:
                 if not event.implicit[0]:  # quoted or block text: always a string
@@ -176,29 +186,28 @@ def _build(loader: Any) -> tuple[Any, dict[Path_, int]]:
                 if is_key:
                     raise _collection_key(line)
                 if len(stack) >= MAX_DEPTH:
-                    raise YamlSyntaxError(line, f"values nest more than {MAX_DEPTH} levels deep: flatten the structure")
+                    raise YamlSyntaxError(line, _TOO_DEEP)
                 container: Any = {} if kind is yaml.MappingStartEvent else []
-                stack.append(_Frame(container, path, line, event.anchor, len(log), nodes, len(stack) + 1))
+                stack.append(_Frame(container, path, line, event.anchor, len(log), nodes - 1, len(stack) + 1))
                 continue
         if is_key:
             if value in parent.value:
                 raise YamlSyntaxError(line, f"duplicate key `{value}`: keep only one")
             parent.key = value
             log.append((parent.path + (value,), line))
-            continue
-        root = _attach(parent, value, root, line)
+        elif parent is None:
+            root = value
+        else:
+            _attach(parent, value)
 
 
-def _attach(parent: _Frame | None, value: Any, root: Any, line: int) -> Any:
-    """Put a finished value into its parent (the root when there is none); return the root."""
-    if parent is None:
-        return value
+def _attach(parent: _Frame, value: Any) -> None:
+    """Put a finished value into the open list, or under the open mapping's pending key."""
     if type(parent.value) is list:
         parent.value.append(value)
     else:
         parent.value[parent.key] = value
         parent.key = _NO_KEY
-    return root
 
 
 def _scalar(loader: Any, event: yaml.ScalarEvent, line: int) -> Any:
@@ -216,9 +225,10 @@ def _scalar(loader: Any, event: yaml.ScalarEvent, line: int) -> Any:
         return build(loader, yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style))
     except (ValueError, OverflowError, yaml.YAMLError) as exc:
         if tag.endswith("timestamp"):
-            raise YamlSyntaxError(line, f"`{short}` is not a real date: {exc}; fix it, or quote it to keep it as text") from None
-        raise YamlSyntaxError(line, f"`{short}` cannot be read as {_KIND.get(tag, 'a value')} ({exc}): fix it, "
-                                    f"or quote it to keep it as text") from None
+            problem = f"`{short}` is not a real date: {exc}; fix it"
+        else:
+            problem = f"`{short}` ({len(event.value):,} characters) cannot be read as {_KIND.get(tag, 'a value')}: shorten it"
+        raise YamlSyntaxError(line, f"{problem}, or quote it to keep it as text") from None
 
 
 def _tagged(line: int, tag: str) -> YamlSyntaxError:
