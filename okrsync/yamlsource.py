@@ -73,9 +73,12 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
     if size > MAX_BYTES:
         raise YamlSyntaxError(None, f"the file is {size / 1e6:.1f} MB, over the {MAX_BYTES // 1_000_000} MB "
                                     f"limit for a config: split it into several files")
-    loader = _LOADER(text)
     try:
-        return _build(loader)
+        loader = _LOADER(text)  # the pure-Python reader checks the characters here
+        try:
+            return _build(loader)
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -84,10 +87,13 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
             raise YamlSyntaxError(line, _TOO_DEEP) from None
         raise YamlSyntaxError(line, f"YAML syntax error: {problem}; check indentation and quoting "
                                     f"(quote values containing ': ' or '#')") from None
+    except yaml.reader.ReaderError as exc:  # its offset counts bytes or characters by reader: find the character
+        char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        at = text.find(char) if isinstance(char, str) else -1
+        raise YamlSyntaxError(text.count("\n", 0, at) + 1 if at >= 0 else None,
+                              f"character {char!r} is not allowed in YAML: remove it (is this a text file?)") from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(None, f"YAML error: {exc}") from None
-    finally:
-        loader.dispose()
 
 
 def _build(loader: Any) -> tuple[Any, dict[Path_, int]]:
@@ -227,7 +233,8 @@ def _scalar(loader: Any, event: yaml.ScalarEvent, line: int) -> Any:
         if tag.endswith("timestamp"):
             problem = f"`{short}` is not a real date: {exc}; fix it"
         else:
-            problem = f"`{short}` ({len(event.value):,} characters) cannot be read as {_KIND.get(tag, 'a value')}: shorten it"
+            kind = _KIND.get(tag, "a value")
+            problem = f"`{short}` ({len(event.value):,} characters) cannot be read as {kind}: shorten it"
         raise YamlSyntaxError(line, f"{problem}, or quote it to keep it as text") from None
 
 

@@ -63,6 +63,7 @@ HOSTILE = [
     ("yaml11-value-key", "a: =\n", 1, "`=` is a YAML 1.1 special value"),
     ("huge-integer", "x: " + "9" * 5000 + "\n", 1, "(5,000 characters) cannot be read as an integer"),
     ("syntax", "a: [1, 2\nb: 3\n", 2, "YAML syntax error"),
+    ("control-character", "a: 1\nb: x\x07y\n", 2, "character '\\x07' is not allowed in YAML"),
 ]
 
 
