@@ -22,6 +22,7 @@ from connectors import connector_for
 from flows import artifacts
 from flows.alerting import send_alerts
 from okrsync.config import Plan, PlannedSource, load_plan
+from okrsync.contract import run_batch
 from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError, SourceError
 from okrsync.measure import Measurement, MetricRequest
 from okrsync.results import apply_report, assess_all, checkins, requests_by_source, summary
@@ -47,7 +48,7 @@ def measure_source(source: PlannedSource, requests: list[MetricRequest]) -> dict
     """Measure every key result of one source in one batch; errors are per key result."""
     logger = get_run_logger()
     try:
-        outcomes = connector_for(source.type).measure(source.config, requests)
+        outcomes = run_batch(connector_for(source.type), source.config, requests)
     except OkrSyncError as exc:
         outcomes = {r.kr_id: SourceError(f"source `{source.name}`: {exc}") for r in requests}
     except Exception as exc:  # noqa: BLE001 - a connector bug must not stop the other sources

@@ -404,7 +404,7 @@ def _load_file(path: Path, seen_ids: dict[str, str]) -> tuple[_FileChecker, dict
         config = check.validate(connector.SourceConfig, raw, where, f"sources.{name}", {"base_dir": base_dir})
         if config is None:
             continue
-        for problem in getattr(connector, "check_source", lambda c: [])(config):
+        for problem in connector.check(config, []):      # the contract's offline check (metrics not gathered here)
             check.add(where, f"sources.{name}", problem)
         out["sources"][name] = (stype, config)
 
