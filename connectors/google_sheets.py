@@ -28,9 +28,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
+from requests import Session
 
 from connectors._gsheets_client import (API_BASE, EXPORT_BASE, CallCounter, SheetsApi, Tab, TabNotExported,
                                         export_csv, public_session, sheet_label)
@@ -336,7 +336,7 @@ def _untabbed(name: str, sheet: str, tabs: dict[str, int]) -> str:
             "tabs by name)")
 
 
-def _public(session: requests.Session, source: SourceConfig, metrics: dict[str, Metric]
+def _public(session: Session, source: SourceConfig, metrics: dict[str, Metric]
             ) -> tuple[dict[str, Answer | SourceError], dict[str, int | None]]:
     """Answer every metric with one CSV export per tab used."""
     name = sheet_label(source.spreadsheet_id)
@@ -391,7 +391,7 @@ class SheetsClient:
     """One run's connection to a spreadsheet: the Sheets API as a service account, or a plain session for the
     public CSV export. `calls` counts the HTTP requests answered (the token request included)."""
 
-    def __init__(self, counter: CallCounter, *, api: SheetsApi | None = None, session: requests.Session | None = None):
+    def __init__(self, counter: CallCounter, *, api: SheetsApi | None = None, session: Session | None = None):
         self.counter, self.api, self.session = counter, api, session
 
     @property
