@@ -1,36 +1,23 @@
 """Connectors: one module per external system, each knowing only that system's API.
 
-A *source* connector module defines:
-
-    TYPE = "spreadsheet"                       # the `type:` of a source in the config
-    class SourceConfig(pydantic.BaseModel)     # the source's settings; `type: Literal[TYPE]`
-    class Metric(pydantic.BaseModel)           # what a key result's `metric:` may say
-    def measure(source, requests) -> dict[kr_id, Measurement | SourceError]
-    def check_source(source) -> list[str]      # optional: problems found at validation, no network
-
-Register it below. Store connectors (sql_store) speak okrsync.records types.
+Source connectors (spreadsheet, jira, github, google_sheets) meet the contract of
+okrsync.contract (`TYPE`, `SourceConfig`, `Metric`, `check`, `connect`, `answer`), are driven
+through its `run_batch`, and are found by type through the entry-point group
+`okr_sync.sources` (okrsync.registry), exactly like a third-party source (docs/own-source.md).
+Store connectors (sql_store) speak okrsync.records types.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from types import ModuleType
+from typing import Any
 
-SOURCE_CONNECTORS: dict[str, str] = {
-    "spreadsheet": "connectors.spreadsheet",
-    "jira": "connectors.jira",
-    "github": "connectors.github",
-    "google_sheets": "connectors.google_sheets",
-}
+from okrsync.registry import default_registry
 
 
 def source_types() -> list[str]:
-    """The source types whose connector module is present."""
-    return sorted(t for t, module in SOURCE_CONNECTORS.items() if importlib.util.find_spec(module) is not None)
+    """The registered source types (a thin delegate to okrsync.registry)."""
+    return default_registry().types()
 
 
-def connector_for(source_type: str) -> ModuleType:
-    """The connector module for a source type; KeyError if there is none."""
-    if source_type not in source_types():
-        raise KeyError(source_type)
-    return importlib.import_module(SOURCE_CONNECTORS[source_type])
+def connector_for(source_type: str) -> Any:
+    """The connector for a source type; KeyError if none is registered (okrsync.registry.Registry.get)."""
+    return default_registry().get(source_type)

@@ -1,6 +1,6 @@
 """Cell, column and aggregate metrics over rows of cells, in one streaming pass.
 
-Shared by the tabular sources (local CSV/XLSX files today, Google Sheets next). A source reads
+Shared by the tabular sources (local CSV/XLSX files and Google Sheets). A source reads
 rows however it likes and feeds them to a `SheetPass`, which answers every metric of the
 batch that uses that sheet at once, in constant memory:
 
@@ -21,9 +21,9 @@ import difflib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time
-from typing import Any, Callable, Iterable, Literal, Sequence, TypeVar, get_args
+from typing import Any, Callable, Literal, Sequence, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from okrsync.errors import SourceError
 from okrsync.numbers import is_blank, parse_number
@@ -35,8 +35,6 @@ WhereValue = str | bool | int | float | date
 CELL_FIX = "put a number in the cell"
 COLUMN_FIX = "put a number in the cell, or filter the row out with `where:`"
 ONE_OF = "give either `cell: B7` or `column: <header>` with `aggregate: sum|avg|min|max|count|last`"
-
-M = TypeVar("M", bound="TabularMetric")
 
 _A1 = re.compile(r"\$?([A-Za-z]{1,3})\$?([1-9][0-9]{0,6})")
 _LETTERS = re.compile(r"[A-Za-z]{1,3}")
@@ -103,21 +101,6 @@ class TabularMetric(BaseModel):
         return self
 
 
-
-def validated_metrics(requests: Iterable[Any], model: type[M]) -> tuple[dict[str, M], dict[str, SourceError]]:
-    """Each request's metric as `model` by kr_id (validated ones pass through), and an error for each invalid one."""
-    metrics: dict[str, M] = {}
-    errors: dict[str, SourceError] = {}
-    for request in requests:
-        if isinstance(request.metric, TabularMetric):
-            metrics[request.kr_id] = request.metric
-            continue
-        try:
-            metrics[request.kr_id] = model.model_validate(request.metric)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
-            errors[request.kr_id] = SourceError(f"invalid metric: {' '.join(first.split())}")
-    return metrics, errors
 
 # ---------------------------------------------------------------------------- helpers
 

@@ -20,19 +20,20 @@ cap truncates them; a count of the same search comes free from the first page.
 from __future__ import annotations
 
 import re
+import sys
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Sequence
 from urllib.parse import quote_plus, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from connectors import _github_queries as ask
-from connectors._calls import charge_failed_batch
 from connectors._github_client import DEFAULT_BASE_URL, TIMEOUT_SECONDS, GitHubClient, web_root
+from okrsync.contract import run_batch
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement, MetricRequest
 from okrsync.refs import SecretRef
@@ -53,7 +54,7 @@ class SourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["github"]
+    type: Literal[TYPE]
     token: SecretRef = Field(description='A token with read access: "${GITHUB_TOKEN}" or {secret: NAME}')
     base_url: str = Field(DEFAULT_BASE_URL, description="The REST API root; GitHub Enterprise Server: https://HOST/api/v3")
     timeout: int = Field(TIMEOUT_SECONDS, ge=1, le=300, description="Seconds to wait for one answer from GitHub")
@@ -441,12 +442,17 @@ class _Asker:
     def _released(self, m: Metric, got: list[ask.Release] | SourceError, as_of: date) -> _Answer:
         if isinstance(got, SourceError):
             raise got
-        for key in ("since", "until"):
-            if isinstance(getattr(m, key), str):
+        dates = {}
+        for key in ("since", "until"):     # placeholders were filled in after validation: read the dates now
+            try:
+                dates[key] = _date_or_template(getattr(m, key))
+            except ValueError:
+                dates[key] = getattr(m, key)
+            if isinstance(dates[key], str):
                 raise SourceError(f"`{key}:` {getattr(m, key)!r} is not a date once placeholders are filled in: "
                                   "write YYYY-MM-DD or \"{period.start}\"")
-        since = m.since if isinstance(m.since, date) else None
-        until = m.until if isinstance(m.until, date) else as_of
+        since = dates["since"]
+        until = dates["until"] or as_of
         lo = _day_start(since) if since else None
         hi = _day_end(until)
         counted = [r for r in got if r.published_at is not None and not r.draft
@@ -459,38 +465,26 @@ class _Asker:
 # ---------------------------------------------------------------------------- public
 
 
-def _as_metric(metric: Any) -> Metric:
-    return metric if isinstance(metric, Metric) else Metric.model_validate(metric)
+def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str]:
+    """Nothing more to check offline: SourceConfig and Metric already say all GitHub allows without asking it."""
+    return []
 
 
-def _first_line(exc: ValidationError) -> str:
-    first = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    return f"`{where}`: {first['msg']}" if where else str(first["msg"])
+def connect(source: SourceConfig) -> GitHubClient:
+    """A client for the source, its token read now; SourceError naming a missing variable/block."""
+    token = source.token.reveal()
+    return GitHubClient(token.get_secret_value(), token_source=source.token.describe(),
+                        base_url=source.base_url, timeout=source.timeout)
+
+
+def answer(client: GitHubClient, source: SourceConfig, requests: Sequence[MetricRequest]
+           ) -> dict[str, Measurement | SourceError]:
+    """Answer a batch in as few API calls as possible; errors stay with their key results."""
+    metrics: dict[str, Metric] = {request.kr_id: request.metric for request in requests}
+    as_of = {request.kr_id: request.as_of for request in requests}
+    return _Asker(client, web_root(source.base_url)).answer(metrics, as_of)
 
 
 def measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Measurement | SourceError]:
-    """Measure every request in as few API calls as possible; errors stay with their key results."""
-    order = [request.kr_id for request in requests]
-    results: dict[str, Measurement | SourceError] = {}
-    metrics: dict[str, Metric] = {}
-    as_of: dict[str, date] = {}
-    for request in requests:
-        try:
-            metrics[request.kr_id] = _as_metric(request.metric)
-            as_of[request.kr_id] = request.as_of
-        except ValidationError as exc:
-            results[request.kr_id] = SourceError(f"invalid metric: {_first_line(exc)}")
-    if metrics:
-        try:
-            token = source.token.reveal()
-        except SourceError as error:
-            return {kr_id: results.get(kr_id, error) for kr_id in order}
-        client = GitHubClient(token.get_secret_value(), token_source=source.token.describe(),
-                              base_url=source.base_url, timeout=source.timeout)
-        try:
-            results.update(_Asker(client, web_root(source.base_url)).answer(metrics, as_of))
-        finally:
-            client.close()
-        charge_failed_batch(results, order, client.calls)
-    return {kr_id: results[kr_id] for kr_id in order}
+    """Measure a batch through the shared runner (okrsync.contract.run_batch)."""
+    return run_batch(sys.modules[__name__], source, requests)

@@ -23,17 +23,20 @@ import json
 import logging
 import os
 import re
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
+from requests import Session
 
 from connectors._gsheets_client import (API_BASE, EXPORT_BASE, CallCounter, SheetsApi, Tab, TabNotExported,
                                         export_csv, public_session, sheet_label)
 from connectors._tabular import (Answer, SheetLabel, SheetPass, TabularMetric, column_index, column_letter,
-                                 match_sheet, quote_sheet, validated_metrics)
+                                 match_sheet, quote_sheet)
+from okrsync.contract import run_batch
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement, MetricRequest
 from okrsync.numbers import parse_number
@@ -90,7 +93,7 @@ class SourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["google_sheets"]
+    type: Literal[TYPE]
     spreadsheet: str = Field(description="The spreadsheet's URL (from the address bar) or its id; a #gid= in the "
                                          "URL picks the tab used when a key result names no `sheet:`")
     service_account: ConfigPath | SecretRef | None = Field(
@@ -197,16 +200,6 @@ def _key_info(key: Path | SecretRef) -> tuple[dict[str, Any], str]:
     return _read_key_file(path, label), label
 
 
-def check_source(source: SourceConfig) -> list[str]:
-    """Problems found without the network: a key file that is missing or is not a service-account key."""
-    if not isinstance(source.service_account, Path):
-        return []
-    try:
-        _key_info(source.service_account)
-    except SourceError as error:
-        return [str(error)]
-    return []
-
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -301,18 +294,6 @@ def _range_start(a1_range: str) -> tuple[int, int]:
     return (int(match[2]), column_index(match[1])) if match else (1, 1)
 
 
-def _with_service_account(source: SourceConfig, metrics: dict[str, Metric], counter: CallCounter
-                          ) -> tuple[dict[str, Answer | SourceError], dict[str, int | None]]:
-    """Answer every metric with one metadata call and one values:batchGet (after the token request)."""
-    assert source.service_account is not None
-    info, key_label = _key_info(source.service_account)
-    api = SheetsApi(info, source.spreadsheet_id, api_base=source.api_base, counter=counter, key_label=key_label)
-    try:
-        return _read_with(api, source, metrics)
-    finally:
-        api.close()
-
-
 def _read_with(api: SheetsApi, source: SourceConfig, metrics: dict[str, Metric]
                ) -> tuple[dict[str, Answer | SourceError], dict[str, int | None]]:
     api.authorize()
@@ -346,7 +327,16 @@ def _read_with(api: SheetsApi, source: SourceConfig, metrics: dict[str, Metric]
 # ---------------------------------------------------------------------------- public CSV export
 
 
-def _public(source: SourceConfig, metrics: dict[str, Metric], counter: CallCounter
+def _untabbed(name: str, sheet: str, tabs: dict[str, int]) -> str:
+    """Why a public sheet's tab named by `sheet:` cannot be read: the source's `tabs:` lacks it."""
+    known = f"; the tabs listed are {_listing(list(tabs))}" if tabs else ""
+    return (f"{name}: no tab {quote_sheet(sheet)} in the source's `tabs:`{known}. A public sheet is read tab by tab "
+            "through its CSV export, which needs the tab's gid: open the tab, copy the number after #gid= in the "
+            f"address bar and add `tabs: {{{sheet}: <gid>}}` to the source (or use a `service_account:`, which finds "
+            "tabs by name)")
+
+
+def _public(session: Session, source: SourceConfig, metrics: dict[str, Metric]
             ) -> tuple[dict[str, Answer | SourceError], dict[str, int | None]]:
     """Answer every metric with one CSV export per tab used."""
     name = sheet_label(source.spreadsheet_id)
@@ -360,19 +350,14 @@ def _public(source: SourceConfig, metrics: dict[str, Metric], counter: CallCount
             continue
         title = match_sheet(metric.sheet, list(tabs))
         if title is None:
-            known = f"; the tabs listed are {_listing(list(tabs))}" if tabs else ""
-            answers[kr_id] = SourceError(
-                f"{name}: no tab {quote_sheet(metric.sheet)} in the source's `tabs:`{known}. A public sheet is read "
-                "tab by tab through its CSV export, which needs the tab's gid: open the tab, copy the number after "
-                f"#gid= in the address bar and add `tabs: {{{metric.sheet}: <gid>}}` to the source (or use a "
-                "`service_account:`, which finds tabs by name)")
+            answers[kr_id] = SourceError(_untabbed(name, metric.sheet, tabs))
             continue
         groups.setdefault(tabs[title], []).append(kr_id)
     gids: dict[str, int | None] = {kr_id: gid for gid, kr_ids in groups.items() for kr_id in kr_ids}
-    with public_session(counter) as session:
-        def fetch(gid: int | None) -> str:
-            return export_csv(session, source.spreadsheet_id, gid, export_base=source.export_base)
-        answers.update(_export_tabs(fetch, source, metrics, groups, name, title_of))
+
+    def fetch(gid: int | None) -> str:
+        return export_csv(session, source.spreadsheet_id, gid, export_base=source.export_base)
+    answers.update(_export_tabs(fetch, source, metrics, groups, name, title_of))
     return answers, gids
 
 
@@ -402,27 +387,66 @@ def _export_tabs(fetch: Callable[[int | None], str], source: SourceConfig, metri
 # ---------------------------------------------------------------------------- public
 
 
-def measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Measurement | SourceError]:
-    """Measure every request: one read per spreadsheet (service account) or per tab (public), errors per key result."""
-    metrics, invalid = validated_metrics(requests, Metric)
-    results: dict[str, Measurement | SourceError] = dict(invalid)
+class SheetsClient:
+    """One run's connection to a spreadsheet: the Sheets API as a service account, or a plain session for the
+    public CSV export. `calls` counts the HTTP requests answered (the token request included)."""
+
+    def __init__(self, counter: CallCounter, *, api: SheetsApi | None = None, session: Session | None = None):
+        self.counter, self.api, self.session = counter, api, session
+
+    @property
+    def calls(self) -> int:
+        return self.counter.count
+
+    def close(self) -> None:
+        for connection in (self.api, self.session):
+            if connection is not None:
+                connection.close()
+
+
+def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str]:
+    """Problems found without the network: a key file that is missing or is not a service-account key, and
+    (public sheets) a `sheet:` the source's `tabs:` does not list."""
+    if isinstance(source.service_account, Path):
+        try:
+            _key_info(source.service_account)
+        except SourceError as error:
+            return [str(error)]
+    if source.service_account is not None:
+        return []
+    tabs, name = source.tabs or {}, sheet_label(source.spreadsheet_id)
+    wanted = dict.fromkeys(m.sheet for m in metrics if m.sheet is not None)
+    return [_untabbed(name, sheet, tabs) for sheet in wanted if match_sheet(sheet, list(tabs)) is None]
+
+
+def connect(source: SourceConfig) -> SheetsClient:
+    """The service-account key read now (SourceError naming where it comes from), or a session for the export."""
     counter = CallCounter()
-    reader = _public if source.service_account is None else _with_service_account
-    try:
-        answers, gids = reader(source, metrics, counter) if metrics else ({}, {})
-    except SourceError as error:                  # the spreadsheet could not be read at all
-        answers, gids = {kr_id: error for kr_id in metrics}, {}
-    order = [request.kr_id for request in requests]
-    charged = next((k for k in order if isinstance(answers.get(k), Answer)), None)
+    if source.service_account is None:
+        return SheetsClient(counter, session=public_session(counter))
+    info, key_label = _key_info(source.service_account)
+    return SheetsClient(counter, api=SheetsApi(info, source.spreadsheet_id, api_base=source.api_base, counter=counter,
+                                               key_label=key_label))
+
+
+def answer(client: SheetsClient, source: SourceConfig, requests: Sequence[MetricRequest]
+           ) -> dict[str, Measurement | SourceError]:
+    """One read per spreadsheet (service account) or per tab (public); SourceError if the sheet is out of reach."""
+    metrics: dict[str, Metric] = {request.kr_id: request.metric for request in requests}
+    if client.api is not None:
+        answers, gids = _read_with(client.api, source, metrics)
+    else:
+        assert client.session is not None
+        answers, gids = _public(client.session, source, metrics)
     logger.debug("google_sheets %s: %d key results, %d HTTP calls", sheet_label(source.spreadsheet_id),
-                 len(requests), counter.count)
+                 len(requests), client.calls)
     observed_at = datetime.now(timezone.utc)
-    for kr_id, answer in answers.items():
-        if isinstance(answer, Answer):
-            results[kr_id] = Measurement(value=answer.value, link=_link(source.spreadsheet_id, gids.get(kr_id),
-                                                                         metrics[kr_id].cell),
-                                         query=answer.query, observed_at=observed_at,
-                                         calls=counter.count if kr_id == charged else 0, note=answer.note)
-        else:
-            results[kr_id] = answer
-    return {kr_id: results[kr_id] for kr_id in order}
+    return {kr_id: Measurement(value=got.value, link=_link(source.spreadsheet_id, gids.get(kr_id), metrics[kr_id].cell),
+                               query=got.query, observed_at=observed_at, note=got.note)
+            if isinstance(got, Answer) else got for kr_id, got in answers.items()}
+
+
+def measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Measurement | SourceError]:
+    """Measure a batch through the shared runner (okrsync.contract.run_batch); its calls go to the first
+    measured key result, or to the first failed one when the sheet could not be read at all."""
+    return run_batch(sys.modules[__name__], source, requests)

@@ -21,19 +21,21 @@ round trips of its longest chain, not of all its queries end to end.
 from __future__ import annotations
 
 import logging
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connectors._calls import charge_failed_batch
 from connectors._jira_client import JiraApi
 from connectors._jira_plan import FieldCatalogue, JiraField, ScanTotals, condition_of, done_jql, navigator_link
+from okrsync.contract import run_batch
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement, MetricRequest
+from okrsync.redact import register_derived
 from okrsync.refs import SecretRef
 
 TYPE = "jira"
@@ -55,7 +57,7 @@ class SourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["jira"]
+    type: Literal[TYPE]
     url: str = Field(description="The site's address: https://acme.atlassian.net, or a Data Center base URL "
                                  "with its context path, e.g. https://jira.acme.com/jira")
     email: SecretRef | str | None = Field(
@@ -252,10 +254,8 @@ class _Batch:
         self.spent: dict[Key, int] = {}                        # calls each query took
 
     def run(self) -> dict[str, Measurement | SourceError]:
-        try:
-            self.api.detect()
-        except SourceError as error:
-            return {kr_id: error for kr_id in self.metrics}
+        """The batch's results; SourceError if the site cannot be reached at all (e.g. a refused token)."""
+        self.api.detect()
         self._resolve_fields()
         self._plan()
         self._ask_all()
@@ -366,44 +366,33 @@ class _Batch:
 # ---------------------------------------------------------------------------- public
 
 
-def open_api(source: SourceConfig) -> JiraApi:
-    """A client for the source, its secrets read now; SourceError naming a missing variable/block."""
-    token = source.token.reveal().get_secret_value()
-    email = source.reveal_email()
-    return JiraApi(source.url, token=token, token_source=source.token.describe(), email=email,
-                   email_source=source.describe_email(), timeout=source.timeout)
-
-
-def check_source(source: SourceConfig) -> list[str]:
-    """Problems visible without calling Jira: a Cloud site without `email:`."""
+def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str]:
+    """Problems visible without calling Jira: a Cloud site without `email:` (metrics are checked by Metric)."""
     if source.email is None and source.host.endswith(CLOUD_HOSTS):
         return [f"{source.host} is Jira Cloud, which signs in with an email and an API token: add "
                 "`email:` (the token's account) next to `token:`"]
     return []
 
 
+def connect(source: SourceConfig) -> JiraApi:
+    """A client for the source, its secrets read now; SourceError naming a missing variable/block."""
+    token = source.token.reveal().get_secret_value()
+    email = source.reveal_email()
+    if email:
+        register_derived(f"{email}:{token}")    # Cloud's Basic credentials, as a server may echo them back
+    return JiraApi(source.url, token=token, token_source=source.token.describe(), email=email,
+                   email_source=source.describe_email(), timeout=source.timeout)
+
+
+def answer(api: JiraApi, source: SourceConfig, requests: Sequence[MetricRequest]) -> dict[str, Measurement | SourceError]:
+    """Answer a batch: each distinct query asked once, errors confined to their key results."""
+    metrics: dict[str, Metric] = {request.kr_id: request.metric for request in requests}
+    results = _Batch(api, source.url, metrics).run()
+    logger.info("jira %s: %d key results, %d measured, %d API calls", source.url, len(metrics),
+                sum(isinstance(r, Measurement) for r in results.values()), api.calls)
+    return results
+
+
 def measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Measurement | SourceError]:
-    """Measure every request: each distinct query asked once, errors confined to their key results."""
-    results: dict[str, Measurement | SourceError] = {}
-    metrics: dict[str, Metric] = {}
-    for request in requests:
-        try:
-            metrics[request.kr_id] = (request.metric if isinstance(request.metric, Metric)
-                                      else Metric.model_validate(request.metric))
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            results[request.kr_id] = SourceError(f"invalid metric: {first['msg'].removeprefix('Value error, ')}")
-    if metrics:
-        try:
-            api = open_api(source)
-        except SourceError as error:
-            results.update({kr_id: error for kr_id in metrics})
-        else:
-            try:
-                results.update(_Batch(api, source.url, metrics).run())
-            finally:
-                api.close()
-            charge_failed_batch(results, [r.kr_id for r in requests], api.calls)
-            logger.info("jira %s: %d key results, %d measured, %d API calls", source.url, len(metrics),
-                        sum(isinstance(results.get(k), Measurement) for k in metrics), api.calls)
-    return {request.kr_id: results[request.kr_id] for request in requests}
+    """Measure a batch through the shared runner (okrsync.contract.run_batch)."""
+    return run_batch(sys.modules[__name__], source, requests)

@@ -54,7 +54,7 @@ class SourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["spreadsheet"]
+    type: Literal[TYPE]
     path: ConfigPath = Field(description="The .csv, .xlsx or .xlsm file, relative to the config file")
     header_row: int = Field(1, ge=1, description="The row holding the column names (1 = first row)")
     delimiter: str | None = Field(None, description="CSV only: the field separator; default: guess from , ; or tab")

@@ -1,10 +1,7 @@
-"""Plain data passed between the flow and the source connectors.
+"""Plain data passed between the engine and the source connectors.
 
-A source connector module (see connectors/__init__.py) is called once per source per run:
-
-    measure(source: SourceConfig, requests: list[MetricRequest]) -> dict[str, Measurement | SourceError]
-
-It must return one entry per request (keyed by `kr_id`): a Measurement or the SourceError
+A source connector (okrsync.contract) answers a batch of MetricRequests, one per key result of
+the source, with one entry per request (keyed by `kr_id`): a Measurement or the SourceError
 explaining why that key result could not be measured. One bad key result never stops the
 others. Identical queries within the batch should be asked once.
 """

@@ -20,7 +20,7 @@ import responses
 from pydantic import ValidationError
 
 from connectors import _gsheets_client, google_sheets
-from connectors.google_sheets import Metric, SourceConfig, check_source, measure, parse_spreadsheet
+from connectors.google_sheets import Metric, SourceConfig, check, measure, parse_spreadsheet
 from fake_gsheets import (CANARY_TOKEN, CLIENT_EMAIL, READONLY, FakeGoogle, FakeSpreadsheet, FakeTab, api_error,
                           respond, service_account_info, signing_key)
 from okrsync.errors import RetriableSourceError, SourceError
@@ -207,6 +207,14 @@ def test_not_shared_names_the_service_account(google, key_file):
     assert error_of(results["b"]) == message and "\n" not in message
 
 
+def test_calls_of_a_sheet_out_of_reach_are_still_counted(google, key_file):
+    """When no key result is measured, the calls spent (token, metadata) ride on the first error."""
+    google.fail("GET", f"{API}/{SA_ID}", 403, api_error(403, "The caller does not have permission", "PERMISSION_DENIED"))
+    results = google.measure(sa_source(key_file), [req("a", cell="B7"), req("b", cell="B8")])
+    assert [results["a"].calls, results["b"].calls] == [len(google.calls()), 0] and len(google.calls()) == 2
+    assert str(results["a"]) == str(results["b"])
+
+
 def test_not_found_and_api_disabled(google, key_file):
     google.fail("GET", f"{API}/{SA_ID}", 404, api_error(404, "Requested entity was not found.", "NOT_FOUND"))
     google.fail("GET", f"{API}/{SA_ID}", 403, api_error(
@@ -285,11 +293,11 @@ def test_key_problems_are_clear_and_found_without_network(google, tmp_path, key_
              not_json: "is not valid JSON"}
     for path, expected in cases.items():
         source = sa_source(path)
-        assert [p for p in check_source(source) if expected in p], check_source(source)
+        assert [p for p in check(source, []) if expected in p], check(source, [])
         assert expected in error_of(google.measure(source, [req("a", cell="B7")])["a"])
-    assert check_source(sa_source(key_file)) == []
+    assert check(sa_source(key_file), [Metric(sheet="Anything", cell="B7")]) == []    # tabs are found by name
     assert google.calls() == []
-    assert "MIIE" not in " ".join(check_source(sa_source(not_json)))
+    assert "MIIE" not in " ".join(check(sa_source(not_json), []))
 
 
 def test_key_from_an_environment_variable_as_json_or_as_a_path(google, key_file, monkeypatch):
@@ -394,6 +402,15 @@ def test_public_unknown_tab_explains_tabs_and_bad_gid_fails_alone(google):
     assert "add `tabs: {Bugs: <gid>}` to the source" in error_of(results["named"])
     assert error_of(results["gone"]).startswith("Google Sheet 1PubSheetA…: Google could not export tab gid=42 (HTTP 400)")
     assert value_of(results["ok"]) == 45
+
+
+def test_public_unknown_tab_is_found_offline_with_the_same_message(google):
+    source = public_source(tabs={"Survey": 0, "Old": 42})
+    problems = check(source, [Metric(sheet="Bugs", column="Amount", aggregate="sum"), Metric(sheet="survey", cell="B7"),
+                              Metric(sheet="Bugs", cell="A1"), Metric(cell="B7")])
+    measured = google.measure(source, [req("named", sheet="Bugs", column="Amount", aggregate="sum")])
+    assert problems == [error_of(measured["named"])]            # once per tab, `survey` matches `Survey`
+    assert google.calls() == []                                 # nothing asked of Google for an unlisted tab
 
 
 def test_public_export_rate_limit_is_retried(google, waits):

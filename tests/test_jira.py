@@ -21,7 +21,7 @@ from responses import matchers
 
 from connectors import _jira_client, jira
 from connectors._jira_plan import FieldCatalogue, ScanTotals, condition_of, done_jql, navigator_link, split_order_by
-from connectors.jira import Metric, SourceConfig, check_source, measure
+from connectors.jira import Metric, SourceConfig, check, measure
 from fake_jira import FIELDS, REMOVED_SEARCH, STORY_POINTS, cloud_page, count, dc_page, errors, issue, server_info, status
 from okrsync.errors import RetriableSourceError, SourceError
 from okrsync.measure import Measurement, MetricRequest, Period
@@ -492,10 +492,11 @@ def test_source_config_normalises_url_and_rejects_paths_and_plain_tokens():
         cloud_source(token="abc123")
 
 
-def test_check_source_wants_an_email_for_jira_cloud():
-    assert check_source(dc_source()) == []
-    assert check_source(cloud_source()) == []
-    problem = check_source(SourceConfig.model_validate({"type": "jira", "url": CLOUD, "token": "${T}"}))
+def test_check_wants_an_email_for_jira_cloud():
+    metrics = [Metric(jql="project = PAY")]
+    assert check(dc_source(), metrics) == []
+    assert check(cloud_source(), metrics) == []
+    problem = check(SourceConfig.model_validate({"type": "jira", "url": CLOUD, "token": "${T}"}), metrics)
     assert problem == ["acme.atlassian.net is Jira Cloud, which signs in with an email and an API token: add `email:` "
                        "(the token's account) next to `token:`"]
 
