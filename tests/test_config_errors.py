@@ -187,12 +187,13 @@ def test_period_forms():
         parse_period({"start": "2026-12-01", "end": "2026-10-01"})
 
 
-def test_validate_reports_every_kind_of_mistake_in_one_pass(tmp_path):
+def test_validate_reports_every_kind_of_mistake_in_one_pass(tmp_path, monkeypatch):
     """A duplicate id, a malformed cell, an unknown sheet, `sheet:` on a CSV and a Jira Cloud site
     without `email:` all show in the first round, each at its own line."""
     import shutil
 
     shutil.copytree(EXAMPLE.parent / "data", tmp_path / "data")
+    monkeypatch.chdir(tmp_path)                     # files are named relative to the working directory
     path = tmp_path / "okrs.yaml"
     path.write_text(
         "period: 2026-Q4\n"
