@@ -229,8 +229,14 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     outcomes: dict[str, Outcome | str] = dict(unrendered)
     services.progress(len(unrendered))
     calls = 0
-    if not options.dry_run:                  # an unusable store fails the run before anything is measured
-        services.executor.step("check-store", lambda: services.open_store(plan.store_url).close())
+    # an unusable store is found before any source is asked: its error becomes every key result's
+    store_error = None if options.dry_run else services.executor.step(
+        "check-store", lambda: store_problem(services, plan.store_url))
+    if store_error is not None:
+        logger.error("%s", store_error)
+        services.progress(sum(len(b.requests) for b in batches))
+        outcomes.update({r.kr_id: store_error for b in batches for r in b.requests})
+        batches = []
     ends_at = None if options.deadline is None else time.monotonic() + options.deadline
     for batch, measured in services.executor.measure_all(batches, lambda b: measure_batch(services.registry, b, ends_at)):
         outcomes.update(measured)
@@ -238,16 +244,17 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
         services.progress(len(batch.requests))
 
     results = assess_all(krs, outcomes, moment)
-    report, store_error, previous = None, None, {}
-    if not options.dry_run:
+    report, previous = None, {}
+    if not options.dry_run and store_error is None:
         records = checkins(results, run_id)
         failed = sum(1 for r in results if r.error)
-        try:
-            report, previous = services.executor.step(
-                "write-checkins", lambda: write_checkins(services, plan, krs, records, run_id, started_at, failed))
-        except OkrSyncError as exc:
-            store_error = str(exc)
+        written = services.executor.step(
+            "write-checkins", lambda: write_checkins(services, plan, krs, records, run_id, started_at, failed))
+        if isinstance(written, str):
+            store_error = written
             logger.error("%s", store_error)
+        else:
+            report, previous = written
     apply_report(results, report, store_error)
     result = scrub_data(summary(run_id, results, as_of=moment, dry_run=options.dry_run,
                                 store=masked_url(plan.store_url), calls=calls, seconds=time.perf_counter() - started))
@@ -268,11 +275,24 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     return result
 
 
+def store_problem(services: Services, url: str) -> str | None:
+    """Why the store cannot be used (opened, its schema created or current), or None."""
+    try:
+        services.open_store(url).close()
+    except OkrSyncError as exc:
+        return str(exc)
+    return None
+
+
 def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], records: list, run_id: str,
-                   started_at: datetime, failed: int) -> tuple[Any, dict[str, float]]:
+                   started_at: datetime, failed: int) -> tuple[Any, dict[str, float]] | str:
     """Write the run's check-ins in one transaction. Returns (WriteReport, each key result's latest
-    value before this run), the latter for "change since the previous check-in"."""
-    store = services.open_store(plan.store_url)
+    value before this run), the latter for "change since the previous check-in"; or the store's
+    error (nothing of the run was written)."""
+    try:
+        store = services.open_store(plan.store_url)
+    except OkrSyncError as exc:
+        return str(exc)
     try:
         ids = [kr.id for kr in krs]
         previous = {s.kr_id: s.last.value for s in store.key_results(sorted(ids)) if s.last is not None}
@@ -282,6 +302,8 @@ def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], 
                                   key_results=[kr.record() for kr in krs], checkins=records,
                                   config_files=plan.files, failed=failed)
         return report, previous
+    except OkrSyncError as exc:
+        return str(exc)
     finally:
         store.close()
 

@@ -471,7 +471,8 @@ objectives:
     assert plan.sources["kpis"].config.service_account == key_file
     schema = json_schema()
     sheets = next(d for name, d in schema["$defs"].items() if name.endswith("google_sheets__SourceConfig"))
-    assert set(sheets["properties"]) == {"type", "spreadsheet", "service_account", "tabs", "header_row", "decimal"}
+    assert set(sheets["properties"]) == {"type", "spreadsheet", "service_account", "tabs", "header_row", "decimal",
+                                         "deadline"}     # every source may say deadline:
     assert "api_base" not in json.dumps(schema) and "export_base" not in json.dumps(schema)   # test-only endpoints
 
 # ---------------------------------------------------------------------------- end to end
