@@ -78,27 +78,42 @@ class PrefectExecutor:
         return _step.with_options(name=name)(fn)
 
 
+class _ToFlowRun(logging.Handler):
+    """Hands okr-sync's records to Prefect's API log handler, stamped with this flow run's id, so
+    records from any thread (a connector's own pool has no Prefect context) reach the run's log."""
+
+    def __init__(self, target: logging.Handler, flow_run_id: Any):
+        super().__init__()
+        self.target, self.flow_run_id = target, flow_run_id
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "flow_run_id", None) is None:
+            record.flow_run_id = self.flow_run_id
+        self.target.handle(record)
+
+
 @contextmanager
 def _logs_to_flow_run() -> Iterator[None]:
     """okr-sync's loggers write to the flow run's log, at Prefect's configured level."""
+    from prefect.context import get_run_context
+
     extra = logging.getLogger("prefect.extra")
-    added: list[tuple[logging.Logger, logging.Handler]] = []
+    flow_run_id = get_run_context().flow_run.id
+    handlers = [_ToFlowRun(h, flow_run_id) for h in extra.handlers]
     levels: dict[logging.Logger, int] = {}
     for name in OKR_SYNC_LOGGERS:
         logger = logging.getLogger(name)
         levels[logger] = logger.level
         if logger.level == logging.NOTSET or logger.level > extra.level:
             logger.setLevel(extra.level or logging.INFO)
-        for handler in extra.handlers:
-            if handler not in logger.handlers:
-                logger.addHandler(handler)
-                added.append((logger, handler))
+        for handler in handlers:
+            logger.addHandler(handler)
     try:
         yield
     finally:
-        for logger, handler in added:
-            logger.removeHandler(handler)
         for logger, level in levels.items():
+            for handler in handlers:
+                logger.removeHandler(handler)
             logger.setLevel(level)
 
 

@@ -159,7 +159,8 @@ def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, advance, 
 
 
 def _log_to_stderr(level: int) -> None:
-    """okr-sync's own log lines (retries, and with --verbose one line per source) on stderr."""
+    """okr-sync's own log lines (retries, and with --verbose one line per source) on stderr, when
+    nothing else shows them (under Prefect, its console handler on the root logger does)."""
     from rich.logging import RichHandler
 
     handler = RichHandler(console=err, show_path=False, show_time=False, markup=False, rich_tracebacks=False)
@@ -168,8 +169,8 @@ def _log_to_stderr(level: int) -> None:
         for old in [h for h in logger.handlers if isinstance(h, RichHandler)]:
             logger.removeHandler(old)
         logger.setLevel(level)
-        logger.addHandler(handler)
-        logger.propagate = False
+        if not logging.getLogger().handlers:
+            logger.addHandler(handler)
 
 
 @app.command()

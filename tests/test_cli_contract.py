@@ -3,6 +3,7 @@ by later runs, and the same output whether a run goes through Prefect or not."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -20,10 +21,15 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OKR_SYNC_STORE", raising=False)
     runner = CliRunner()
+    loggers = [logging.getLogger(name) for name in ("okrsync", "connectors")]
+    saved = [(lg, lg.level, list(lg.handlers)) for lg in loggers]     # the CLI sets its loggers up, as a process would
 
     def invoke(*args: str):
         return runner.invoke(app, list(args), catch_exceptions=False)
-    return invoke
+    yield invoke
+    for logger, level, handlers in saved:
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
 
 
 @pytest.fixture
