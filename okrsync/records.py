@@ -65,11 +65,12 @@ class WriteReport:
     unchanged: list[str] = field(default_factory=list)    # same value as the last automatic check-in
     kept_manual: list[str] = field(default_factory=list)  # a newer manual check-in was kept (on_manual: keep)
 
+    def outcomes(self) -> dict[str, str]:
+        """What happened to each key result, by id (one pass, however many there are)."""
+        return {kr_id: name for name in ("written", "unchanged", "kept_manual") for kr_id in getattr(self, name)}
+
     def outcome(self, kr_id: str) -> str | None:
-        for name in ("written", "unchanged", "kept_manual"):
-            if kr_id in getattr(self, name):
-                return name
-        return None
+        return self.outcomes().get(kr_id)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ def checkins(results: list[KeyResultResult], run_id: str) -> list[CheckinRecord]
 
 
 def apply_report(results: list[KeyResultResult], report: WriteReport | None, store_error: str | None) -> None:
+    outcome = {} if report is None else report.outcomes()
     for r in results:
         if r.error is not None:
             continue
@@ -84,7 +85,7 @@ def apply_report(results: list[KeyResultResult], report: WriteReport | None, sto
         elif report is None:
             r.outcome = "dry_run"
         else:
-            r.outcome = report.outcome(r.id)
+            r.outcome = outcome.get(r.id)
 
 
 def summary(run_id: str, results: list[KeyResultResult], *, as_of: datetime, dry_run: bool,
