@@ -752,7 +752,7 @@ def json_schema(registry: Registry | None = None) -> dict[str, Any]:
     """The JSON Schema of a config file, with every registered source type and metric."""
     registry = registry or default_registry()
     connectors = [registry.get(t) for t in registry.types()]
-    with_run_settings = [create_model(c.SourceConfig.__name__, __base__=c.SourceConfig,
+    with_run_settings = [create_model(c.SourceConfig.__name__, __base__=c.SourceConfig, __module__=c.SourceConfig.__module__,
                                       deadline=(float, SourceRunSettings.model_fields["deadline"]))
                          for c in connectors]
     source_union = Annotated[Union[tuple(with_run_settings)], Field(discriminator="type")]
