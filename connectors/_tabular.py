@@ -39,6 +39,7 @@ ONE_OF = "give either `cell: B7` or `column: <header>` with `aggregate: sum|avg|
 _A1 = re.compile(r"\$?([A-Za-z]{1,3})\$?([1-9][0-9]{0,6})")
 _LETTERS = re.compile(r"[A-Za-z]{1,3}")
 _MAX_LISTED = 15
+_MAX_NAME = 40              # characters of a header shown in a message: a name, never a file's content
 
 # ---------------------------------------------------------------------------- metric model
 
@@ -55,6 +56,12 @@ class TabularMetric(BaseModel):
     aggregate: Aggregate | None = Field(None, description="How to reduce the column: sum|avg|min|max|count|last")
     where: dict[str, WhereValue] | None = Field(
         None, description="Row filter: header -> value every counted row must hold (text case-insensitive)")
+
+    @field_validator("sheet", "cell", "column", "column_letter", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: Any) -> Any:
+        """YAML reads `sheet: 2026` or `column: 7` as a number; they name a tab or a header all the same."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("cell")
     @classmethod
@@ -150,8 +157,12 @@ def display_text(value: Any) -> str:
     return str(value)
 
 
+def _short(name: str) -> str:
+    return name if len(name) <= _MAX_NAME else name[:_MAX_NAME - 1] + "…"
+
+
 def _listing(names: Sequence[str]) -> str:
-    shown = ", ".join(f'"{n}"' for n in names[:_MAX_LISTED])
+    shown = ", ".join(f'"{_short(n)}"' for n in names[:_MAX_LISTED])
     return shown + (f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else "")
 
 

@@ -65,7 +65,10 @@ class SourceConfig(BaseModel):
         url = value.strip().rstrip("/")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be a URL like https://github.example.com/api/v3 (got {value!r})")
+            raise ValueError("base_url must be a URL like https://github.example.com/api/v3 "
+                             f"(got {re.sub(r'//[^/?#]*@', '//', value)!r})")
+        if parts.username or parts.password:
+            raise ValueError("base_url must not hold credentials: give the token as `token:`")
         host = parts.hostname.lower()
         if host in ("github.com", "www.github.com"):
             raise ValueError("base_url is the API root, not the web site: remove `base_url:` for github.com")

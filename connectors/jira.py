@@ -21,6 +21,7 @@ round trips of its longest chain, not of all its queries end to end.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -52,6 +53,11 @@ logger = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------- config
 
 
+def _shown_url(value: str) -> str:
+    """A URL for a message, without the `user:password@` a mistaken one may hold."""
+    return re.sub(r"//[^/?#]*@", "//", value)
+
+
 class SourceConfig(BaseModel):
     """A Jira Cloud or Data Center site and the credentials to read it."""
 
@@ -70,9 +76,14 @@ class SourceConfig(BaseModel):
     @field_validator("url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
+        try:
+            parts = urlsplit(value.strip())
+            parts.port                   # noqa: B018 - raises ValueError for a port that cannot exist
+        except ValueError as exc:
+            raise ValueError(f"url {_shown_url(value)!r} is not a web address ({exc}): write the Jira site, e.g. "
+                             "https://acme.atlassian.net") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url {value!r} is not a web address: write the Jira site, e.g. https://acme.atlassian.net")
+            raise ValueError(f"url {_shown_url(value)!r} is not a web address: write the Jira site, e.g. https://acme.atlassian.net")
         if parts.username or parts.password:
             raise ValueError("url must not hold credentials: give them as `email:` and `token:`")
         path = parts.path.rstrip("/")

@@ -14,6 +14,7 @@ import codecs
 import csv
 import os
 import re
+import stat
 import sys
 import zipfile
 from collections import Counter
@@ -22,18 +23,18 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Annotated, Any, Iterable, Literal, Sequence
 from urllib.parse import quote
 
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from connectors._tabular import Answer, SheetLabel, SheetPass, TabularMetric, quote_sheet
 from okrsync.contract import LocalClient, run_batch
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement, MetricRequest
-from okrsync.refs import ConfigPath
+from okrsync.refs import InsidePath, no_boolean
 
 TYPE = "spreadsheet"
 CSV_SUFFIXES = (".csv",)
@@ -50,13 +51,15 @@ _IGNORED_IN_FORMAT = re.compile(r'"[^"]*"|\\.|\[[^\]]*\]')   # quoted text, esca
 
 
 class SourceConfig(BaseModel):
-    """A CSV or Excel file on disk; `path` is relative to the config file."""
+    """A CSV or Excel file on disk; `path` is relative to the config file, and stays inside its folder unless
+    written as an absolute path."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: Literal[TYPE]
-    path: ConfigPath = Field(description="The .csv, .xlsx or .xlsm file, relative to the config file")
-    header_row: int = Field(1, ge=1, description="The row holding the column names (1 = first row)")
+    path: InsidePath = Field(description="The .csv, .xlsx or .xlsm file, relative to the config file (inside its "
+                                         "folder), or an absolute path")
+    header_row: Annotated[int, BeforeValidator(no_boolean)] = Field(1, ge=1, description="The row holding the column names (1 = first row)")
     delimiter: str | None = Field(None, description="CSV only: the field separator; default: guess from , ; or tab")
     encoding: str = Field("utf-8-sig", description="CSV only: the text encoding, e.g. cp1252")
 
@@ -93,7 +96,7 @@ class SourceConfig(BaseModel):
         if self.path.suffix.lower() in EXCEL_SUFFIXES:
             given = [f"`{name}:`" for name in ("delimiter", "encoding") if name in self.model_fields_set]
             if given:
-                raise ValueError(f"{' and '.join(given)} only apply to CSV files: remove them for {self.path.name}")
+                raise ValueError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only to CSV files: remove {'them' if len(given) > 1 else 'it'} for {self.path.name}")
         return self
 
 
@@ -121,10 +124,17 @@ def _link(path: Path, ref: str) -> str:
 
 
 def _file_problem(path: Path) -> str | None:
-    if not path.exists():
+    """Why `path` cannot be read as a spreadsheet, without opening it (a FIFO or a device would block)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
         return f"file not found: {path}: check `path:` (relative paths are relative to the config file)"
-    if not path.is_file():
+    except OSError as exc:      # a name too long, a symlink loop, no permission to look
+        return f"cannot look at {path}: {exc.strerror or type(exc).__name__}: check `path:`"
+    if stat.S_ISDIR(mode):
         return f"{path} is a folder, not a file: check `path:`"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file (a pipe, socket or device): point `path:` at a .csv, .xlsx or .xlsm file"
     return None
 
 

@@ -13,6 +13,7 @@ import calendar
 import difflib
 import os
 import re
+import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -20,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from okrsync.alerts import NotifyConfig, parse_duration
 from okrsync.errors import ConfigError, ConfigIssue
@@ -28,6 +29,7 @@ from okrsync.measure import Period
 from okrsync.progress import Thresholds
 from okrsync.records import KeyResultRecord, ObjectiveRecord
 from okrsync.redact import register
+from okrsync.refs import no_boolean
 from okrsync.registry import ConnectorUnusable, Registry, default_registry
 from okrsync.schedule import ScheduleConfig
 from okrsync.yamlsource import YamlSyntaxError, line_of, load_with_lines
@@ -36,6 +38,8 @@ DEFAULT_STORE = "sqlite:///okr-sync.db"
 DEFAULT_DEADLINE = 120.0     # seconds a run may spend on one source (`deadline:` on the source)
 STORE_ENV = "OKR_SYNC_STORE"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MAX_ID = 100                 # characters of an id or a source name: they key the store and name Prefect tasks
+STORE_DIALECTS = ("sqlite", "postgresql")
 
 # ---------------------------------------------------------------------------- periods
 
@@ -60,6 +64,9 @@ def parse_period(spec: Any) -> Period:
 
 
 def _parse_period(spec: Any) -> Period:
+    if isinstance(spec, bool):
+        raise ValueError(f"period is {str(spec).lower()} (YAML reads unquoted yes/no/on/off so): write e.g. 2026-Q4, "
+                         "or {start: 2026-10-01, end: 2026-12-31}")
     if isinstance(spec, int):
         spec = str(spec)
     if isinstance(spec, str):
@@ -89,18 +96,31 @@ def _parse_period(spec: Any) -> Period:
     raise ValueError("period must be e.g. 2026-Q4, or {start: 2026-10-01, end: 2026-12-31}")
 
 
-PeriodSpec = Annotated[Union[str, int, dict[str, Any]], Field(
+def _period_text(spec: Any) -> Any:
+    parse_period(spec)
+    return spec
+
+
+PeriodSpec = Annotated[Union[str, int, dict[str, Any]], BeforeValidator(_period_text), Field(
     description="2026-Q4, 2026-H1, 2026-11, 2026, or {start: YYYY-MM-DD, end: YYYY-MM-DD}")]
 
 # ---------------------------------------------------------------------------- templates
 
-_TEMPLATE = re.compile(r"\{\s*(period[^{}]*|as_?of[^{}]*)\s*\}")
+_TEMPLATE = re.compile(r"\{\s*(period[^{}]*|as[_-]?of[^{}]*)\s*\}", re.I)
+_UNCLOSED = re.compile(r"\{\s*(?:period|as[_-]?of)[^{}]*(?=\{|$)", re.I)
 TEMPLATES = ("period.start", "period.end", "as_of")
+_USE = ", ".join("{" + t + "}" for t in TEMPLATES)
 
 
 def template_problems(text: str) -> list[str]:
-    return [f"unknown placeholder `{{{m.group(1)}}}`: use {', '.join('{' + t + '}' for t in TEMPLATES)}"
-            for m in _TEMPLATE.finditer(text) if m.group(1) not in TEMPLATES]
+    unknown = [f"unknown placeholder `{{{_clip(m.group(1), 30)}}}`: use {_USE}"
+               for m in _TEMPLATE.finditer(text) if m.group(1) not in TEMPLATES]
+    return unknown + [f"unclosed placeholder `{_clip(m.group(0).rstrip(), 30)}`: close it with `}}` ({_USE})"
+                      for m in _UNCLOSED.finditer(text)]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def render_templates(value: Any, period: Period, as_of: date) -> Any:
@@ -148,22 +168,21 @@ def _strings(value: Any):
 # ---------------------------------------------------------------------------- models
 
 
-def _a_number(value: Any) -> Any:
-    """YAML's true/false are not numbers (pydantic would read them as 1 and 0)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{str(value).lower()} is not a number: write the number, e.g. 45")
+Number = Annotated[float, BeforeValidator(no_boolean), Field(allow_inf_nan=False)]
+
+
+def _duration_text(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"duration {value} has no unit: write e.g. {value}d, {value}h or {value}m (90m, 36h, 2d, 1w)")
+    if isinstance(value, str):
+        try:
+            parse_duration(value)
+        except OverflowError:
+            raise ValueError(f"duration {_clip(value, 30)!r} is too long: write at most a few weeks, e.g. 2d or 1w") from None
     return value
 
 
-Number = Annotated[float, BeforeValidator(_a_number), Field(allow_inf_nan=False)]
-
-
-def _duration_text(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
-StaleAfter = Annotated[str, AfterValidator(_duration_text), Field(
+StaleAfter = Annotated[str, BeforeValidator(_duration_text), Field(
     description="alert when not measured successfully for longer than this: 90m, 36h, 2d, 1w")]
 
 
@@ -185,14 +204,14 @@ class SourceRunSettings(BaseModel):
     """What every source may say besides its connector's own settings."""
 
     model_config = ConfigDict(extra="forbid")
-    deadline: float = Field(DEFAULT_DEADLINE, gt=0, le=3600, allow_inf_nan=False, description=(
+    deadline: Annotated[float, BeforeValidator(no_boolean)] = Field(DEFAULT_DEADLINE, gt=0, le=3600, allow_inf_nan=False, description=(
         "seconds one run may spend measuring this source, retries included; then its key results fail "
         "and the others are still written (default 120)"))
 
 
 class KeyResultConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(pattern=ID_PATTERN, description="unique across all config files, e.g. checkout-nps")
+    id: str = Field(pattern=ID_PATTERN, max_length=MAX_ID, description="unique across all config files, e.g. checkout-nps")
     title: str = Field(min_length=1)
     source: str = Field(description="name of a source under `sources:`")
     metric: dict[str, Any] = Field(description="what to measure; its keys depend on the source type")
@@ -209,10 +228,10 @@ class KeyResultConfig(BaseModel):
 
 class ObjectiveConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(pattern=ID_PATTERN, max_length=MAX_ID)
     title: str = Field(min_length=1)
     owner: str | None = None
-    key_results: list[dict[str, Any]] = Field(min_length=1)
+    key_results: list[Any] = Field(min_length=1)       # each checked on its own, as a KeyResultConfig
 
 
 class FileConfig(BaseModel):
@@ -220,8 +239,8 @@ class FileConfig(BaseModel):
     period: PeriodSpec | None = Field(None, description="default period of every key result")
     store: str | None = Field(None, description="SQLAlchemy URL of the OKR store; ${VAR} is expanded")
     thresholds: ThresholdsConfig = Field(default_factory=ThresholdsConfig)
-    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    objectives: list[dict[str, Any]] = Field(min_length=1)
+    sources: dict[str, Any] = Field(default_factory=dict)     # each checked on its own, by its connector
+    objectives: list[Any] = Field(min_length=1)               # each checked on its own, as an ObjectiveConfig
     schedule: ScheduleConfig | None = Field(None, description="when `okr-sync serve` syncs this file")
     notify: NotifyConfig | None = Field(None, description="post alerts to a Slack-compatible webhook")
     stale_after: StaleAfter | None = None
@@ -231,7 +250,10 @@ class FileConfig(BaseModel):
     def _source_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
             if not re.match(ID_PATTERN, str(name)):
-                raise ValueError(f"source name {name!r} must be letters, digits, '-', '_' or '.'")
+                raise ValueError(f"source name {_clip(str(name), 40)!r} must be letters, digits, '-', '_' or '.'")
+            if len(str(name)) > MAX_ID:
+                raise ValueError(f"source name {_clip(str(name), 40)!r} is {len(str(name))} characters long: "
+                                 f"keep it to at most {MAX_ID}")
         return value
 
 # ---------------------------------------------------------------------------- the plan
@@ -317,6 +339,21 @@ def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+def _shown(value: Any) -> str:
+    """A value as the admin wrote it, short: a date as 2026-10-01, true/false in lower case."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, date):
+        return value.isoformat()
+    return _clip(repr(value), 60)
+
+
+_KINDS = {"string_type": "text", "bool_type": "true or false", "bool_parsing": "true or false",
+          "int_type": "a number", "int_parsing": "a number", "float_type": "a number", "float_parsing": "a number",
+          "date_type": "a date", "date_parsing": "a date", "date_from_datetime_parsing": "a date",
+          "dict_type": "a mapping", "model_type": "a mapping", "list_type": "a list"}
+
+
 def explain(error: dict[str, Any], model: type[BaseModel] | None = None) -> str:
     """Turn one pydantic error into `what is wrong and how to fix it`."""
     loc = tuple(p for p in error.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-")))
@@ -329,28 +366,80 @@ def explain(error: dict[str, Any], model: type[BaseModel] | None = None) -> str:
         allowed = _allowed_keys(model, loc)
         close = difflib.get_close_matches(str(name), allowed, n=1)
         fix = f"did you mean `{close[0]}`?" if close else (f"allowed keys: {', '.join(allowed)}" if allowed else "remove it")
-        return f"unknown key `{name}`: {fix}"
+        return f"unknown key `{_clip(str(name), 40)}`: {fix}"
     if kind == "literal_error":
-        return f"`{name}` is {given!r}: it must be {error.get('ctx', {}).get('expected', 'one of the allowed values')}"
+        expected = error.get('ctx', {}).get('expected', 'one of the allowed values')
+        if isinstance(given, bool):
+            return f"`{name}` is {_shown(given)} (YAML reads unquoted yes/no/on/off so): it must be {expected}"
+        return f"`{name}` is {_shown(given)}: it must be {expected}"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "finite_number"):
-        return f"`{name}` must be a number, not {given!r}: write e.g. `{name}: 45` (no quotes, no units)"
+        return f"`{name}` must be a number, not {_shown(given)}: write e.g. `{name}: 45` (no quotes, no units)"
+    if kind == "int_from_float":
+        return f"`{name}` must be a whole number, not {_shown(given)}"
     if kind == "string_pattern_mismatch":
-        return f"`{name}` {given!r} may hold only letters, digits, '-', '_' and '.', starting with a letter or digit"
-    if kind in ("string_type",):
-        return f"`{name}` must be text, not {given!r}: quote it"
+        return f"`{name}` {_shown(given)} may hold only letters, digits, '-', '_' and '.', starting with a letter or digit"
+    if kind == "string_type":
+        if isinstance(given, bool):
+            return (f"`{name}` is {_shown(given)}, not text: YAML reads unquoted yes, no, on, off, true and false "
+                    f"as true/false; put the text in quotes")
+        if given is None:
+            return f"`{name}` is empty: write it ({_HINTS.get(name, 'see okr-sync schema')})"
+        fix = "quote it" if isinstance(given, (int, float, date)) else "write it on one line, as text"
+        return f"`{name}` must be text, not {_shown(given)}: {fix}"
+    if kind == "string_too_short":
+        return f"`{name}` is empty: write it, or leave the key out if it is optional"
+    if kind == "string_too_long":
+        return (f"`{name}` is {len(given) if isinstance(given, str) else 'too many'} characters long: keep it to at most "
+                f"{error.get('ctx', {}).get('max_length')}")
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"`{name}` must be a mapping of keys to values (indented `key: value` lines), not {given!r}"
+        return f"`{name}` must be a mapping of keys to values (indented `key: value` lines), not {_shown(given)}"
     if kind == "list_type":
-        return f"`{name}` must be a list (lines starting with `- `), not {given!r}"
+        return f"`{name}` must be a list (lines starting with `- `), not {_shown(given)}"
     if kind == "too_short":
         return f"`{name}` is empty: give at least one item"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"`{name}` is {given!r}: {error['msg'].lower()}"
+        return f"`{name}` is {_shown(given)}: {error['msg'].lower()}"
+    if kind in _KINDS:
+        return f"`{name}` must be {_KINDS[kind]}, not {_shown(given)}"
     message = str(error.get("msg", "invalid value"))
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if not any(isinstance(p, str) for p in loc) or name in message:  # a model-level check names its own keys
         return message
     return f"`{name}`: {message}"
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|date|datetime|none|[a-z-]+\[.*\]|[A-Z][A-Za-z0-9_]*)$")
+
+
+def _written_loc(data: Any, loc: tuple) -> tuple[tuple, bool]:
+    """`loc` as a path into the data as written, and whether pydantic put union-member tags in it
+    (`('period', 'str')` for `period: [..]`): those name no key the admin wrote."""
+    path: list = []
+    node, tagged = data, False
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(part, str) and _UNION_TAG.match(part):
+            tagged = True
+            continue
+        else:
+            node = None                   # a key the admin has not written (missing, or named by a check)
+        path.append(part)
+    return tuple(path), tagged
+
+
+def _union_message(loc: tuple, errors: list[dict[str, Any]], model: type[BaseModel] | None) -> str:
+    """One message for a value no member of a union accepted: the first member's own words if it has
+    some, else the forms that would do."""
+    for err in errors:
+        if err.get("type") in ("value_error", "assertion_error") or err.get("type") not in _KINDS:
+            return explain({**err, "loc": loc}, model)
+    name = next((p for p in reversed(loc) if isinstance(p, str)), "value")
+    forms = list(dict.fromkeys(_KINDS[err["type"]] for err in errors))
+    listed = ", ".join(forms[:-1]) + f" or {forms[-1]}" if len(forms) > 1 else forms[0]
+    return f"`{name}` must be {listed}, not {_shown(errors[0].get('input'))}"
 
 # ---------------------------------------------------------------------------- loading
 
@@ -372,9 +461,15 @@ class _FileChecker:
         try:
             return model.model_validate(data, context=context)
         except ValidationError as exc:
+            unions: dict[tuple, list[dict[str, Any]]] = {}
             for err in exc.errors(include_url=False):
-                loc = tuple(err.get("loc", ()))
-                self.add(where + loc, who, explain(err, model))
+                loc, tagged = _written_loc(data, tuple(err.get("loc", ())))
+                if tagged:
+                    unions.setdefault(loc, []).append(err)
+                else:
+                    self.add(where + loc, who, explain({**err, "loc": loc}, model))
+            for loc, errors in unions.items():
+                self.add(where + loc, who, _union_message(loc, errors, model))
             return None
 
 
@@ -402,12 +497,16 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
     out: dict[str, Any] = {"period": None, "store": None, "thresholds": Thresholds(), "sources": {},
                            "objectives": [], "krs": [], "schedule": None, "notify": None}
     try:
-        text = path.read_text(encoding="utf-8")
+        regular = stat.S_ISREG(path.stat().st_mode)
+        text = path.read_text(encoding="utf-8") if regular else ""
     except FileNotFoundError:
         check.add((), None, "config file not found: check the path")
         return check, out
     except (OSError, UnicodeDecodeError) as exc:
         check.add((), None, f"config file cannot be read ({exc.__class__.__name__}): check its permissions and that it is UTF-8 text")
+        return check, out
+    if not regular:
+        check.add((), None, "the config is not a regular file (a folder, pipe or device): give the path of a .yaml file")
         return check, out
     try:
         data, check.lines = load_with_lines(text)
@@ -422,7 +521,7 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
     top = check.validate(FileConfig, data, (), None)
     if top is None:  # still look inside the parts that are there, to report everything at once
         top = FileConfig.model_construct(
-            period=data.get("period"), store=data.get("store") if isinstance(data.get("store"), str) else None,
+            period=data.get("period") if _period_or_none(data.get("period")) else None, store=data.get("store") if isinstance(data.get("store"), str) else None,
             thresholds=ThresholdsConfig(), sources=data.get("sources") if isinstance(data.get("sources"), dict) else {},
             objectives=data.get("objectives") if isinstance(data.get("objectives"), list) else [])
     if top.period is not None:
@@ -444,6 +543,10 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
             check.add(where, f"sources.{name}", "a source must be a mapping with `type:` and its settings")
             continue
         stype = raw.get("type")
+        if not isinstance(stype, str) and stype is not None:
+            check.add(where + ("type",), f"sources.{name}", f"`type` must be a source type written as text, not "
+                      f"{_shown(stype)}: use one of: {', '.join(registry.types())}")
+            continue
         if stype not in registry:
             close = difflib.get_close_matches(str(stype), registry.types(), n=1)
             hint = f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(registry.types())}"
@@ -466,7 +569,11 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
     for oi, raw_obj in enumerate(top.objectives):
         owhere = ("objectives", oi)
         oid = raw_obj.get("id") if isinstance(raw_obj, dict) else None
-        olabel = oid if isinstance(oid, str) else f"objective #{oi + 1}"
+        olabel = _clip(oid, 40) if isinstance(oid, str) else f"objective #{oi + 1}"
+        if not isinstance(raw_obj, dict):
+            check.add(owhere, olabel, f"an objective must be a mapping with `id:`, `title:` and `key_results:`, not "
+                                      f"{_shown(raw_obj)}: check the indentation (see config/example.yaml)")
+            continue
         obj = check.validate(ObjectiveConfig, raw_obj, owhere, olabel)
         if obj is not None:
             if obj.id in seen_ids:
@@ -477,7 +584,11 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
         for ki, raw_kr in enumerate(raw_krs if isinstance(raw_krs, list) else []):
             kwhere = owhere + ("key_results", ki)
             kid = raw_kr.get("id") if isinstance(raw_kr, dict) else None
-            klabel = kid if isinstance(kid, str) else f"{olabel} key result #{ki + 1}"
+            klabel = _clip(kid, 40) if isinstance(kid, str) else f"{olabel} key result #{ki + 1}"
+            if not isinstance(raw_kr, dict):
+                check.add(kwhere, klabel, f"a key result must be a mapping with `id:`, `title:`, `source:`, `metric:` "
+                                          f"and `target:`, not {_shown(raw_kr)}: check the indentation")
+                continue
             kr = check.validate(KeyResultConfig, raw_kr, kwhere, klabel)
             if kr is None:  # still check what can be checked, so every mistake shows at once
                 if isinstance(raw_kr, dict) and isinstance(raw_kr.get("source"), str) and isinstance(raw_kr.get("metric"), dict):
@@ -532,6 +643,15 @@ def _notify_on_key(data: dict[str, Any], lines: dict[tuple, int]) -> None:
             lines[("notify", "on") + where[2:]] = lines[where]
 
 
+def _period_or_none(spec: Any) -> bool:
+    """Whether `spec` is a period (its mistakes are reported where the file is validated)."""
+    try:
+        parse_period(spec)
+    except ValueError:
+        return False
+    return True
+
+
 def _duration(text: str | None) -> timedelta | None:
     return parse_duration(text) if text else None
 
@@ -543,6 +663,16 @@ def _expand_env(url: str) -> str:
             raise ValueError(f"environment variable {m.group(1)} is not set: export it or change `store:`")
         return value
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", repl, url)
+
+
+def _check_store(url: str) -> str:
+    """A SQLAlchemy URL of a database the store supports; ValueError naming only its scheme (a URL may hold a password)."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9.-]*)(\+[A-Za-z0-9_]+)?://", url)
+    if match is None or match[1].lower() not in STORE_DIALECTS:
+        got = f"a {match[1]!r} URL" if match else "not a URL"
+        raise ValueError(f"`store:` must be the SQLAlchemy URL of a {' or '.join(STORE_DIALECTS)} database, e.g. "
+                         f"sqlite:///okr-sync.db or postgresql+psycopg://user@host/okrs (this is {got})")
+    return url
 
 
 def _resolve_store(url: str, base_dir: Path) -> str:
@@ -597,7 +727,7 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
             key_results.append(PlannedKeyResult(source_key=src.key, source_type=src.type, **kr))
         if out["store"]:
             try:
-                store_urls[str(path)] = _resolve_store(_expand_env(out["store"]), path.parent)
+                store_urls[str(path)] = _resolve_store(_check_store(_expand_env(out["store"])), path.parent)
             except ValueError as exc:
                 issues.append(ConfigIssue(str(path), line_of(check.lines, ("store",)), None, str(exc)))
 

@@ -2,6 +2,9 @@
 
 - `ConfigPath`: a path in the YAML, resolved against the directory of the config file that
   holds it (pass `context={"base_dir": Path}` to model_validate).
+- `InsidePath`: a ConfigPath that, written relative, must stay inside the config file's folder
+  tree once `..` and symlinks are followed; an absolute path is the admin's explicit choice.
+- `no_boolean`: a before-validator for numbers: YAML's true/false are not 1 and 0.
 - `SecretRef`: `"${NAME}"` (an environment variable) or `{secret: NAME}` (a Prefect Secret
   block). A plain-text value is rejected, so no token ever sits in a config file.
   `.reveal()` reads the value at run time; `.describe()` names where it comes from, for
@@ -23,17 +26,50 @@ from okrsync.redact import register
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
-def _resolve_path(value: Any, info: ValidationInfo) -> Any:
-    if isinstance(value, (str, Path)):
-        path = Path(os.path.expanduser(str(value)))
-        base = (info.context or {}).get("base_dir")
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
-        return path
+def no_boolean(value: Any) -> Any:
+    """YAML's true/false (yes/no, on/off) are not numbers, though pydantic would read them as 1 and 0."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a number: write the number, e.g. 45 (unquoted yes, no, on and "
+                         "off are true/false in YAML)")
     return value
 
 
+def _written_path(value: Any) -> Path:
+    """The path as written in the YAML (`~` expanded), or ValueError saying how to write one."""
+    if not isinstance(value, (str, Path)):
+        raise ValueError("must be written as text, e.g. data/survey.csv")
+    text = str(value)
+    if not text.strip():
+        raise ValueError("is empty: write where the file is, e.g. data/survey.csv")
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise ValueError("holds a control character (a tab, a line break or \\0): write it as plain text")
+    return Path(os.path.expanduser(text))
+
+
+def _resolve_path(value: Any, info: ValidationInfo) -> Path:
+    path = _written_path(value)
+    base = (info.context or {}).get("base_dir")
+    return Path(base) / path if not path.is_absolute() and base is not None else path
+
+
+def _resolve_inside(value: Any, info: ValidationInfo) -> Path:
+    path = _written_path(value)
+    base = (info.context or {}).get("base_dir")
+    if path.is_absolute() or base is None:
+        return path
+    folder = Path(base).resolve()
+    try:
+        target = (folder / path).resolve()
+    except (OSError, RuntimeError):       # a symlink loop, or a name the system refuses
+        raise ValueError(f"{path} cannot be followed to a file (a symlink loop?): check `path:`") from None
+    if not target.is_relative_to(folder):
+        raise ValueError(f"{path} leads outside the config file's folder ({folder}): move the file into that "
+                         "folder, or write its absolute path if it is meant to be read from elsewhere")
+    return Path(base) / path
+
+
 ConfigPath = Annotated[Path, BeforeValidator(_resolve_path)]
+InsidePath = Annotated[Path, BeforeValidator(_resolve_inside)]
 
 
 class SecretRef(BaseModel):
@@ -49,6 +85,9 @@ class SecretRef(BaseModel):
     def _parse(cls, value: Any) -> Any:
         if isinstance(value, str):
             match = _ENV_REF.match(value.strip())
+            if not match and value.strip().startswith("${"):
+                raise ValueError('this is not an environment variable reference: a variable name holds only letters, '
+                                 'digits and _, not starting with a digit, e.g. "${JIRA_TOKEN}"')
             if not match:
                 raise ValueError(
                     "plain-text secrets are not allowed in the config: put the value in an "

@@ -190,7 +190,7 @@ def test_deployments_need_distinct_names_and_agreeing_key_results(team_dir):
     (team_dir / "a").mkdir()
     first, second = team_dir / "okrs.yaml", team_dir / "a" / "okrs.yaml"
     first.write_text(SCHEDULED, encoding="utf-8")
-    second.write_text(SCHEDULED.replace("path: data/", "path: ../data/").replace("target: 45", "target: 50"),
+    second.write_text(SCHEDULED.replace("path: data/", f"path: {team_dir}/data/").replace("target: 45", "target: 50"),
                       encoding="utf-8")
     with pytest.raises(ConfigError) as error:
         plan_deployments([first, second])

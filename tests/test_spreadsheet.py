@@ -119,7 +119,7 @@ def test_source_rejects_header_row_zero(tmp_path):
 
 
 def test_source_rejects_csv_options_on_excel(tmp_path):
-    with pytest.raises(ValidationError, match="`delimiter:` only apply to CSV files"):
+    with pytest.raises(ValidationError, match="`delimiter:` applies only to CSV files"):
         source(tmp_path / "x.xlsx", delimiter=";")
 
 
