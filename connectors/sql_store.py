@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -369,6 +370,16 @@ class SqlStore:
 
     def _set_version(self, conn: Connection, version: int, key: str = SCHEMA_KEY) -> None:
         self._upsert(conn, meta_table, [{"key": key, "value": str(version)}], "key")
+
+    def check_writable(self) -> None:
+        """StoreError unless the store takes a write: a transaction adds a row to okr_meta and
+        rolls back (the row must be new: SQLite leaves a page it would rewrite unchanged alone, and
+        so never finds its journal cannot be made). A locked, read-only or unwritable store fails
+        here, before a sync measures anything; a full disk shows only when a write needs a new page."""
+        with self._errors("write to"):
+            with self._engine.connect().execution_options(okr_write=True) as conn, conn.begin() as transaction:
+                conn.execute(meta_table.insert().values(key=f"write_check {uuid.uuid4().hex}", value=""))
+                transaction.rollback()
 
     # -- writes --
 
