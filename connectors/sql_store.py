@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -49,6 +51,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    cast,
     event,
     func,
     inspect,
@@ -56,6 +59,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, create_engine, make_url
 from sqlalchemy.engine.url import URL
@@ -337,16 +342,23 @@ class SqlStore:
                 self._set_version(conn, len(steps), key)
 
     def _read_version(self, conn: Connection, key: str = SCHEMA_KEY) -> int:
+        """The stored version (0: no meta table or no row yet). A version that is not a whole
+        number >= 0 is refused, never rewritten: migrating from it would guess at the tables."""
         if not inspect(conn).has_table(meta_table.name):
             return 0
-        raw = conn.scalar(select(meta_table.c.value).where(meta_table.c.key == key))
-        try:
-            return int(raw) if raw is not None else 0
-        except ValueError:
-            raise StoreError(
-                f"OKR store {self.display_url}: okr_meta.{key} is {raw!r}, not a number; "
-                "the store is damaged or not an okr-sync store"
-            ) from None
+        row = conn.execute(select(meta_table.c.value).where(meta_table.c.key == key)).first()
+        if row is None:
+            return 0
+        raw = row.value
+        if isinstance(raw, str) and _VERSION.fullmatch(raw):
+            return int(raw)
+        shown = raw if not isinstance(raw, str) else _clip(raw)
+        raise StoreError(
+            f"OKR store {self.display_url}: okr_meta.{key} is {shown!r}, not a schema version "
+            f"okr-sync writes (0 to {schema_version() if key == SCHEMA_KEY else len(WATCH_MIGRATIONS)}); "
+            "the store is damaged or not an okr-sync store: restore it from a backup, "
+            "or point --store at another database"
+        )
 
     def _check_not_newer(self, version: int, known: int | None = None) -> None:
         known = schema_version() if known is None else known
@@ -358,6 +370,16 @@ class SqlStore:
 
     def _set_version(self, conn: Connection, version: int, key: str = SCHEMA_KEY) -> None:
         self._upsert(conn, meta_table, [{"key": key, "value": str(version)}], "key")
+
+    def check_writable(self) -> None:
+        """StoreError unless the store takes a write: a transaction adds a row to okr_meta and
+        rolls back (the row must be new: SQLite leaves a page it would rewrite unchanged alone, and
+        so never finds its journal cannot be made). A locked, read-only or unwritable store fails
+        here, before a sync measures anything; a full disk shows only when a write needs a new page."""
+        with self._errors("write to"):
+            with self._engine.connect().execution_options(okr_write=True) as conn, conn.begin() as transaction:
+                conn.execute(meta_table.insert().values(key=f"write_check {uuid.uuid4().hex}", value=""))
+                transaction.rollback()
 
     # -- writes --
 
@@ -377,8 +399,10 @@ class SqlStore:
 
         Check-ins of kind ``manual`` are written as given. A check-in for a key result that is
         neither in ``key_results`` nor in the store fails the run. On any failure: StoreError,
-        and nothing of the run is written.
+        and nothing of the run is written; a value, progress, expected, baseline or target that
+        is not a finite number is refused the same way.
         """
+        self._refuse_non_finite(key_results, checkins)
         now = _utcnow()
         obj_rows = _dedupe(
             {"id": o.id, "title": o.title, "owner": o.owner, "config_file": o.config_file,
@@ -431,18 +455,31 @@ class SqlStore:
             kr_id=kr_id, value=value, progress=progress, expected=expected, status=status,
             observed_at=observed_at or _utcnow(), source="manual", kind="manual", note=note,
         )
+        self._refuse_non_finite([], [record])
 
         def work(conn: Connection) -> StoredCheckin:
             if kr_id not in self._lock_key_results(conn, {kr_id}):
                 raise self._unknown_kr(conn, kr_id)
-            row = conn.execute(
-                checkins_table.insert()
-                .values(_checkin_row(record, _utcnow()))
-                .returning(*checkins_table.c)
-            ).one()
+            new_id = conn.execute(
+                checkins_table.insert().values(_checkin_row(record, _utcnow())).returning(checkins_table.c.id)
+            ).scalar_one()
+            row = conn.execute(select(*_readable_checkin_columns()).where(checkins_table.c.id == new_id)).one()
             return _stored(row._mapping)
 
         return self._transaction("add a manual check-in to", work)
+
+    def _refuse_non_finite(self, key_results: Iterable[KeyResultRecord], checkins: Iterable[CheckinRecord]) -> None:
+        """StoreError naming the first key result with a number that is not finite (NaN, inf, or
+        not a number at all): PostgreSQL would keep it and every later read would have to doubt it."""
+        fields = [(k.id, name, getattr(k, name)) for k in key_results for name in ("baseline", "target")]
+        fields += [(c.kr_id, name, getattr(c, name)) for c in checkins for name in ("value", "progress", "expected")
+                   if name == "value" or getattr(c, name) is not None]
+        for kr_id, name, raw in fields:
+            if _number(raw) is None:
+                raise StoreError(
+                    f"OKR store {self.display_url}: key result {kr_id!r}: {name} {_clip(repr(raw))} is not a "
+                    "finite number, so nothing was written: measure it again or enter a finite value"
+                )
 
     def _lock_key_results(self, conn: Connection, kr_ids: set[str]) -> dict[str, str]:
         """Lock the key results' rows (PostgreSQL; ordered by id against deadlocks) and
@@ -462,7 +499,7 @@ class SqlStore:
         if record.kind != "automatic":
             return "written"
         latest = self._latest(conn, record.kr_id)
-        if latest is None:
+        if latest is None or latest.invalid:  # a row the store cannot trust is no previous value
             return "written"
         if on_manual == "overwrite":
             return "unchanged" if _same(latest.value, record.value) else "written"
@@ -470,13 +507,20 @@ class SqlStore:
             return "kept_manual"
         return "unchanged" if _same(latest.value, record.value) else "written"
 
-    def _latest(self, conn: Connection, kr_id: str) -> Any:
-        return conn.execute(
-            select(checkins_table.c.value, checkins_table.c.kind)
+    def _latest(self, conn: Connection, kr_id: str) -> StoredCheckin | None:
+        """The key result's latest check-in (by observed_at, then id). A row whose observed_at
+        cannot be read cannot be placed in time, so it is never the latest (it still shows in
+        history); it may sort first (SQLite puts text after dates, PostgreSQL 'infinity' last)."""
+        rows = conn.execute(
+            select(*_readable_checkin_columns())
             .where(checkins_table.c.kr_id == kr_id)
             .order_by(checkins_table.c.observed_at.desc(), checkins_table.c.id.desc())
-            .limit(1)
-        ).first()
+        )
+        for row in rows:
+            checkin = _stored(row._mapping)
+            if checkin.observed_at is not None:
+                return checkin
+        return None
 
     # -- alerts --
 
@@ -577,7 +621,7 @@ class SqlStore:
         With ``kr_ids``, only those; ids not in the store are left out.
         """
         ranked = select(
-            checkins_table,
+            *_readable_checkin_columns(),
             func.row_number()
             .over(partition_by=checkins_table.c.kr_id,
                   order_by=(checkins_table.c.observed_at.desc(), checkins_table.c.id.desc()))
@@ -597,20 +641,21 @@ class SqlStore:
         )
         if kr_ids is not None:
             query = query.where(key_results_table.c.id.in_(kr_ids))
-        with self._errors("read"), self._engine.connect() as conn:
-            rows = conn.execute(query).all()
         states = []
-        for row in rows:
-            m = row._mapping
-            last_row = {c.name: m[f"last_{c.name}"] for c in checkins_table.c}
-            states.append(
-                KeyResultState(
-                    objective_id=m["objective_id"], objective_title=m["objective_title"],
-                    owner=m["owner"], kr_id=m["id"], title=m["title"], baseline=m["baseline"],
-                    target=m["target"], unit=m["unit"], source=m["source"],
-                    last=_stored(last_row) if last_row["id"] is not None else None,
+        with self._errors("read"), self._engine.connect() as conn:
+            for row in conn.execute(query).all():
+                m = row._mapping
+                last_row = {c.name: m[f"last_{c.name}"] for c in checkins_table.c}
+                last = _stored(last_row) if last_row["id"] is not None else None
+                if last is not None and last.observed_at is None:  # cannot be the latest: see _latest
+                    last = self._latest(conn, m["id"])
+                states.append(
+                    KeyResultState(
+                        objective_id=m["objective_id"], objective_title=m["objective_title"],
+                        owner=m["owner"], kr_id=m["id"], title=m["title"], baseline=m["baseline"],
+                        target=m["target"], unit=m["unit"], source=m["source"], last=last,
+                    )
                 )
-            )
         return states
 
     def history(self, kr_id: str) -> list[StoredCheckin]:
@@ -620,7 +665,7 @@ class SqlStore:
             if conn.scalar(known) is None:
                 raise self._unknown_kr(conn, kr_id)
             rows = conn.execute(
-                select(checkins_table)
+                select(*_readable_checkin_columns())
                 .where(checkins_table.c.kr_id == kr_id)
                 .order_by(checkins_table.c.observed_at, checkins_table.c.id)
             ).all()
@@ -751,12 +796,96 @@ def _checkin_row(record: CheckinRecord, created_at: datetime) -> dict[str, Any]:
     }
 
 
+# --- reading rows anyone may have written ----------------------------------------------------
+# SQLite is typeless and a row may be edited by hand or written by an older version, so check-ins
+# are read with their numbers and timestamps raw (_readable_checkin_columns) and judged in Python
+# (_stored): a bad field makes the check-in invalid, never a crash.
+
+_VERSION = re.compile(r"[0-9]{1,9}")
+_NUMBER_COLUMNS = ("value", "progress", "expected")
+_MOMENT_COLUMNS = ("observed_at", "created_at")
+
+
+class _MomentText(FunctionElement[str]):
+    """A timestamp column as text in UTC, whatever the row holds: SQLite's stored text as is;
+    PostgreSQL's formatted (NULL for 'infinity'), since its driver refuses to load
+    'infinity' or years past 9999 as Python datetimes."""
+
+    type = Text()
+    inherit_cache = True
+    name = "okr_moment_text"
+
+
+@compiles(_MomentText, "sqlite")
+def _moment_text_sqlite(element: _MomentText, compiler: Any, **kw: Any) -> str:
+    return compiler.process(cast(list(element.clauses)[0], Text), **kw)
+
+
+@compiles(_MomentText, "postgresql")
+def _moment_text_postgresql(element: _MomentText, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(list(element.clauses)[0], **kw)
+    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US AD')"
+
+
+def _readable_checkin_columns() -> list[ColumnElement[Any]]:
+    """okr_checkins' columns, timestamps as text (see _MomentText) and numbers without conversion."""
+    return [_MomentText(c).label(c.name) if c.name in _MOMENT_COLUMNS else c for c in checkins_table.c]
+
+
+def _number(raw: Any) -> float | None:
+    """``raw`` as a finite float, or None (NULL, NaN, inf, text, bytes, a boolean)."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return None
+    try:
+        number = float(raw)
+    except OverflowError:  # an int too large for a float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _moment(raw: Any) -> datetime | None:
+    """A stored timestamp as a UTC datetime, or None if it is not one."""
+    if isinstance(raw, datetime):
+        return _as_utc(raw)
+    if not isinstance(raw, str):
+        return None
+    text_ = raw.strip()
+    if text_.endswith(" BC"):
+        return None
+    try:
+        return _as_utc(datetime.fromisoformat(text_.removesuffix(" AD")))
+    except ValueError:
+        return None
+
+
+def _text(raw: Any) -> str | None:
+    """A text field as str (SQLite may hand back a number or bytes from a hand-edited row)."""
+    return raw if raw is None or isinstance(raw, str) else _clip(repr(raw))
+
+
+def _clip(text_: str, limit: int = 60) -> str:
+    return text_ if len(text_) <= limit else text_[: limit - 1] + "…"
+
+
 def _stored(row: Any) -> StoredCheckin:
+    """A check-in row as read (see _readable_checkin_columns), judged: ``invalid`` says what is wrong."""
+    problems = []
+    numbers: dict[str, float | None] = {}
+    for name in _NUMBER_COLUMNS:
+        raw = row[name]
+        numbers[name] = _number(raw)
+        if numbers[name] is None and (raw is not None or name == "value"):
+            problems.append(f"{name} {_clip(repr(raw))} is not a finite number")
+    observed_at = _moment(row["observed_at"])
+    if observed_at is None:
+        problems.append(f"observed_at {_clip(repr(row['observed_at']))} is not a date and time")
+    invalid = "; ".join(problems) or None
     return StoredCheckin(
-        kr_id=row["kr_id"], value=row["value"], progress=row["progress"],
-        expected=row["expected"], status=row["status"], observed_at=row["observed_at"],
-        source=row["source"], query=row["query"], link=row["link"], run_id=row["run_id"],
-        kind=row["kind"], note=row["note"], id=row["id"], created_at=row["created_at"],
+        kr_id=row["kr_id"], value=None if invalid else numbers["value"], progress=numbers["progress"],
+        expected=numbers["expected"], status=_text(row["status"]), observed_at=observed_at,
+        source=_text(row["source"]), query=_text(row["query"]), link=_text(row["link"]),
+        run_id=_text(row["run_id"]), kind=_text(row["kind"]), note=_text(row["note"]), id=row["id"],
+        created_at=_moment(row["created_at"]), invalid=invalid,
     )
 
 

@@ -51,10 +51,18 @@ class CheckinRecord:
 
 @dataclass(frozen=True)
 class StoredCheckin(CheckinRecord):
-    """A check-in as read back from the store."""
+    """A check-in as read back from the store.
 
+    A row the store cannot trust (a value, progress or expected that is not a finite number, an
+    observed_at that is not a date; written by hand or by an older version) is still returned, with
+    ``invalid`` saying what is wrong, ``value`` None (no reader takes it as a previous value) and each
+    unreadable field None.
+    """
+
+    value: float | None              # type: ignore[assignment]  # None when the row is invalid
     id: int = 0
     created_at: datetime | None = None
+    invalid: str | None = None       # what is wrong with the row, e.g. "value 'n/a' is not a finite number"
 
 
 @dataclass

@@ -1,18 +1,21 @@
 """Rich output for the CLI: the run table, the status board, history, and the progress bar."""
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from okrsync.records import KeyResultState, StoredCheckin
 
 STATUS_STYLE = {"on_track": "green", "at_risk": "yellow", "off_track": "red", "done": "bold green"}
+INVALID = "invalid value in the store"   # a check-in row the store could not trust (StoredCheckin.invalid)
 
 
 @contextmanager
@@ -30,16 +33,18 @@ def progress_bar(console: Console, total: int, enabled: bool = True) -> Iterator
 def _num(value: float | None) -> str:
     if value is None:
         return "-"
+    if not math.isfinite(value):
+        return INVALID
     return f"{value:,.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{int(value):,}"
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.0f}%"
 
 
 def bar(progress: float | None, width: int = 10) -> str:
     """A text bar; over-achievement fills it and shows the real % beside it."""
-    if progress is None:
+    if progress is None or not math.isfinite(progress):
         return " " * width
     filled = max(0, min(width, round(progress * width)))
     return "█" * filled + "░" * (width - filled)
@@ -50,7 +55,16 @@ def _status(status: str | None, error: str | None = None) -> str:
         return "[red]error[/red]"
     if not status:
         return "-"
-    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+    return f"[{STATUS_STYLE.get(status, 'white')}]{escape(status)}[/]"
+
+
+def _text(value: str | None) -> str:
+    """Text read from the store, shown as is: never taken for rich markup."""
+    return escape(value) if value else ""
+
+
+def _invalid(c: StoredCheckin) -> str:
+    return f"[red]{INVALID}[/red] [dim]({escape(c.invalid or '')})[/dim]"
 
 
 def run_table(console: Console, result: dict[str, Any]) -> None:
@@ -60,7 +74,7 @@ def run_table(console: Console, result: dict[str, Any]) -> None:
     for col in ("value", "baseline → target", "progress", "expected", "status", "source / error"):
         table.add_column(col, overflow="fold")
     for r in result["key_results"]:
-        detail = f"[red]{r['error']}[/red]" if r["error"] else (r["link"] or r["query"] or "")
+        detail = f"[red]{escape(r['error'])}[/red]" if r["error"] else _text(r["link"] or r["query"])
         table.add_row(r["id"], _num(r["value"]), f"{_num(r['baseline'])} → {_num(r['target'])}",
                       f"{bar(r['progress'])} {_pct(r['progress'])}", _pct(r["expected"]),
                       _status(r["status"], r["error"]), detail)
@@ -92,9 +106,10 @@ def status_table(console: Console, states: list[KeyResultState]) -> None:
     previous = None
     for s in states:
         last = s.last
-        objective = "" if s.objective_id == previous else f"{s.objective_title} ({s.objective_id})"
+        objective = "" if s.objective_id == previous else f"{_text(s.objective_title)} ({_text(s.objective_id)})"
         previous = s.objective_id
-        table.add_row(objective, f"{s.title}\n[dim]{s.kr_id}[/dim]", _num(last.value if last else None),
+        value = _invalid(last) if last and last.invalid else _num(last.value if last else None)
+        table.add_row(objective, f"{_text(s.title)}\n[dim]{_text(s.kr_id)}[/dim]", value,
                       f"{_num(s.baseline)} → {_num(s.target)}",
                       f"{bar(last.progress if last else None)} {_pct(last.progress if last else None)}",
                       _status(last.status if last else None) + (" [dim](manual)[/dim]" if last and last.kind == "manual" else ""),
@@ -103,12 +118,13 @@ def status_table(console: Console, states: list[KeyResultState]) -> None:
 
 
 def history_table(console: Console, kr_id: str, rows: list[StoredCheckin]) -> None:
-    table = Table(title=f"check-ins of {kr_id}", title_justify="left")
+    table = Table(title=f"check-ins of {_text(kr_id)}", title_justify="left")
     for col in ("observed", "value", "progress", "status", "kind", "run", "link / note"):
         table.add_column(col, overflow="fold")
     for c in rows:
-        table.add_row(c.observed_at.strftime("%Y-%m-%d %H:%M") if c.observed_at else "-", _num(c.value),
-                      _pct(c.progress), _status(c.status), c.kind, c.run_id or "-", c.note or c.link or "")
+        table.add_row(c.observed_at.strftime("%Y-%m-%d %H:%M") if c.observed_at else "-",
+                      _invalid(c) if c.invalid else _num(c.value), _pct(c.progress), _status(c.status),
+                      _text(c.kind), _text(c.run_id) or "-", _text(c.note or c.link))
     console.print(table)
     if not rows:
         console.print("no check-ins yet")
