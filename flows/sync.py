@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -139,5 +139,7 @@ def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool =
         plan = given.plan if given is not None else load_plan(config_paths, store)
         services = local_services(executor=PrefectExecutor(), on_progress=given.on_progress if given else None)
         result = sync(plan, RunOptions(dry_run=dry_run, only=only, as_of=as_of, deadline=deadline), services)
+    if result.get("store_error"):   # INFO: the CLI says it in one line itself; the UI's run log shows it too
+        get_run_logger().info("nothing measured, the store is unusable: %s", result["store_error"])
     artifacts.publish(result)
     return result

@@ -129,6 +129,9 @@ def run(configs: List[Path] = ConfigArgs,
             _fail_config(e)
         except OkrSyncError as e:
             _fail(e)
+    if result.get("store_error") and not as_json:   # the store is unusable: nothing was measured
+        err.print(f"error: {result['store_error']}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:

@@ -232,8 +232,8 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     # an unusable store is found before any source is asked: its error becomes every key result's
     store_error = None if options.dry_run else services.executor.step(
         "check-store", lambda: store_problem(services, plan.store_url))
+    unusable = store_error
     if store_error is not None:
-        logger.error("%s", store_error)
         services.progress(sum(len(b.requests) for b in batches))
         outcomes.update({r.kr_id: store_error for b in batches for r in b.requests})
         batches = []
@@ -268,6 +268,8 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
         result["alerts"] = services.executor.step(
             "send-alerts", lambda: send_alerts(plan, result["key_results"], run_id, moment,
                                                services.open_store, services.post_webhook))
+    if unusable is not None:                  # nothing was measured: callers say so in one line
+        result["store_error"] = scrub(unusable)
     result["seconds"] = round(time.perf_counter() - started, 3)
     c = result["counts"]
     logger.info("run %s: %d key results, %d synced, %d failed, %d written, %d source calls, %.2f s", run_id,
@@ -276,11 +278,19 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
 
 
 def store_problem(services: Services, url: str) -> str | None:
-    """Why the store cannot be used (opened, its schema created or current), or None."""
+    """Why the store cannot be used (opened, its schema current, a write taken), or None."""
     try:
-        services.open_store(url).close()
+        store = services.open_store(url)
     except OkrSyncError as exc:
         return str(exc)
+    try:
+        check = getattr(store, "check_writable", None)   # a locked, read-only or unwritable store fails here
+        if check is not None:
+            check()
+    except OkrSyncError as exc:
+        return str(exc)
+    finally:
+        store.close()
     return None
 
 

@@ -151,20 +151,22 @@ def fault(name: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("name", sorted(FAULTS))
-def test_a_store_that_refuses_the_write_fails_every_key_result_and_writes_nothing(
+def test_a_store_that_refuses_the_write_ends_the_run_before_measuring(
         config: Path, tmp_path: Path, measured: list[str], name: str) -> None:
-    """Opening only reads, so these are found when the run writes: exit 1, the key result says
-    why, nothing written. (check_writable, below, finds read-only and unwritable before measuring,
-    once the engine's store check calls it.)"""
+    """The engine's store check takes a write (check_writable), so these are found before any source
+    is asked: one line, exit 1; with --json every key result carries the error. Nothing written."""
     db = tmp_path / "okr.db"
     assert run(config, f"sqlite:///{db}", "--no-prefect")[0] == 0
     (tmp_path / "survey.csv").write_text("question,score\nnps,39\n", encoding="utf-8")   # a new value to write
+    measured.clear()
     with fault(name, tmp_path) as url:
+        code, out, err = run(config, url, "--no-prefect")
+        assert_one_line_error(code, out, err, "could not write to the OKR store", FAULTS[name])
         code, out, err = run(config, url, "--no-prefect", "--json")
-    assert code == 1 and "Traceback" not in out + err
-    (row,) = json.loads(out)["key_results"]
-    assert row["error"].startswith("could not write the sync run to the OKR store")
-    assert FAULTS[name] in row["error"] and row["error"].endswith("(nothing was written)")
+    assert code == 1 and "Traceback" not in out + err and measured == []
+    doc = json.loads(out)
+    (row,) = doc["key_results"]
+    assert row["error"] == doc["store_error"] and FAULTS[name] in row["error"]
     assert checkins(db) == 1
 
 
@@ -223,8 +225,6 @@ def test_a_locked_store_under_prefect_exits_1_with_the_error_before_measuring(
     assert last.startswith("error: could not open the OKR store") and "database is locked" in last
 
 
-@pytest.mark.xfail(strict=True, reason="flows/sync.py lets Prefect log the failed task's and flow's tracebacks "
-                                       "(issue #11, part 3): for the lead to fix outside the store")
 def test_a_locked_store_under_prefect_prints_only_the_one_line(
         prefect_harness, config: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     db = tmp_path / "okr.db"
