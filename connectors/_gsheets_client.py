@@ -186,11 +186,12 @@ class SheetsApi:
             raise SourceError(f"{key_label} is not a usable service-account key (its private_key could not be read): "
                               "download a new JSON key in the Google Cloud console (IAM & Admin > Service accounts > "
                               "Keys > Add key)") from None
-        self._token_session = self.counter.watch(requests.Session())
+        self._token_session = self.counter.watch(_http.bound(requests.Session()))
         self._token_request = google.auth.transport.requests.Request(self._token_session)
         self._session = google.auth.transport.requests.AuthorizedSession(self.credentials,
                                                                          auth_request=self._token_request)
         self._session.headers["User-Agent"] = USER_AGENT
+        _http.bound(self._session)                 # socket timeouts end by the source's deadline
         self.http = gspread.Client(auth=self.credentials, session=self.counter.watch(self._session)).http_client
         self.http.set_timeout(TIMEOUT)
 
@@ -296,7 +297,7 @@ class TabNotExported(SourceError):
 
 def public_session(counter: CallCounter) -> requests.Session:
     """A plain session (no credentials) for the public CSV export."""
-    session = requests.Session()
+    session = _http.bound(requests.Session())
     session.max_redirects = MAX_REDIRECTS
     session.headers["User-Agent"] = USER_AGENT
     return counter.watch(session)

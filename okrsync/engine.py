@@ -24,6 +24,7 @@ from datetime import date, datetime, time as dtime, timezone
 from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from okrsync.config import Plan, PlannedKeyResult, PlannedSource, render_metric
+from okrsync import deadline
 from okrsync.contract import Outcome, run_batch, with_message
 from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError, SourceError
 from okrsync.measure import Measurement, MetricRequest
@@ -188,9 +189,13 @@ def within_deadline(work: Callable[[], T], seconds: float, name: str) -> T | Non
     box: dict[str, Any] = {}
     context = contextvars.copy_context()
 
+    def bounded() -> T:
+        with deadline.within(seconds):          # the HTTP layer's retries and socket timeouts end before it
+            return work()
+
     def run() -> None:
         try:
-            box["result"] = context.run(work)
+            box["result"] = context.run(bounded)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
             box["error"] = exc
 
