@@ -24,12 +24,14 @@ from typing import Any
 from connectors import _answers
 from connectors._github_client import PER_PAGE, GitHubClient, GitHubHTTPError
 from okrsync.errors import SourceError
+from okrsync.redact import server_text
 
 GRAPHQL_BATCH = 20        # searches per GraphQL request: well inside GitHub's node and time limits
 GRAPHQL_REASKS = 2        # re-asks when one bad search voids a GraphQL answer (data: null)
 SEARCH_CAP = 1000         # GitHub search returns at most this many results
 INCOMPLETE_NOTE = "GitHub's search timed out before finishing (incomplete_results), so the figure may be low"
 _MAX_LISTED = 10
+MAX_QUOTED = 300          # characters of GitHub's own words quoted in an error
 
 logger = logging.getLogger(__name__)
 
@@ -169,9 +171,9 @@ def _graphql_counts(client: GitHubClient, chunk: list[str]) -> dict[str, SearchC
         for error in body.get("errors") or []:
             if not isinstance(error, dict):
                 continue
-            path = error.get("path") or []
-            message = str(error.get("message") or error.get("type") or "error")
-            if path and path[0] in aliases:
+            path = error.get("path") if isinstance(error.get("path"), list) else []
+            message = server_text(error.get("message") or error.get("type") or "error", MAX_QUOTED)
+            if path and isinstance(path[0], str) and path[0] in aliases:
                 refused.setdefault(path[0], message)
             else:
                 general.append(message)
@@ -185,7 +187,7 @@ def _graphql_counts(client: GitHubClient, chunk: list[str]) -> dict[str, SearchC
         if not pending:
             return out
         if general or not refused:
-            reason = "; ".join(general)[:300] if general else "no count in its answer"
+            reason = server_text("; ".join(general), MAX_QUOTED) if general else "no count in its answer"
             error = SourceError(f"GitHub GraphQL answered with an error ({reason})")
             return {**out, **{q: error for q in pending}}
         logger.debug("GraphQL answer voided by %d refused searches; asking the other %d again", len(refused), len(pending))

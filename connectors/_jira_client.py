@@ -34,6 +34,7 @@ from jira import JIRA, JIRAError
 
 from connectors import _answers, _http
 from okrsync.errors import RetriableSourceError, SourceError
+from okrsync.redact import server_text
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ CLOUD_PAGE_SIZE = 100          # enhanced search: 100 issues a page once fields 
 DC_PAGE_SIZE = 1000            # Data Center caps maxResults at jira.search.views.default.max (1000)
 FATAL_STATUSES = frozenset({401, 403, 404, 410})
 POLICY = _http.DEFAULT
+MAX_QUOTED = 400               # characters of Jira's own words quoted in an error
 MAX_PAGES = 100_000            # a guard against a server that never says isLast
 
 T = TypeVar("T")
@@ -81,8 +83,7 @@ def _messages(response: requests.Response | None) -> list[str]:
 
 def _quoted(texts: list[str]) -> str:
     joined = " ".join(t.strip().rstrip(".") + "." for t in texts)
-    joined = " ".join(joined.split())
-    return f'"{joined[:400]}"'
+    return f'"{server_text(joined, MAX_QUOTED)}"'
 
 
 def _what_body(response: requests.Response | None) -> str:

@@ -5,6 +5,7 @@ leaves okr-sync passes `scrub`.
     register_derived(f"Basic {b64}")     # a form built from secrets (an Authorization header)
     scrub("... Bearer s3cr3t ...")       # -> "... Bearer *** ..."
     scrub_data(run_summary)              # every string in dicts, lists and tuples
+    server_text(body_message, 300)       # a server's message for an error: scrubbed, one line, capped
 
 A server (or a proxy) may echo the request's Authorization header in an error body; a URL may
 carry a password. Registering at the moment a secret is read, rather than remembering to hide it
@@ -86,6 +87,13 @@ def scrub(text: str) -> str:
     return text
 
 
+def server_text(text: Any, limit: int = 300) -> str:
+    """A server's own words fit to quote in an error: secrets scrubbed first (so a cut cannot leave a
+    piece of one behind), squeezed onto one line, at most `limit` characters."""
+    flat = " ".join(scrub(str(text)).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def scrub_data(value: Any) -> Any:
     """A copy of `value` with every string scrubbed (dicts, lists and tuples walked)."""
     if not _ordered:
@@ -133,4 +141,4 @@ def forget_all() -> None:
         _ordered = ()
 
 
-__all__ = ["register", "register_derived", "scrub", "scrub_data", "MASK", "forget_all"]
+__all__ = ["register", "register_derived", "scrub", "scrub_data", "server_text", "MASK", "forget_all"]
