@@ -32,7 +32,7 @@ from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
 
 from connectors import _http
 from okrsync.errors import RetriableSourceError, SourceError
-from okrsync.redact import server_text
+from okrsync.redact import register, server_text
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +192,7 @@ class SheetsApi:
         self._session = google.auth.transport.requests.AuthorizedSession(self.credentials,
                                                                          auth_request=self._token_request)
         self._session.headers["User-Agent"] = USER_AGENT
+        self._session.hooks["response"].append(self._register_token)
         _http.bound(self._session)                 # socket timeouts end by the source's deadline
         self.http = gspread.Client(auth=self.credentials, session=self.counter.watch(self._session)).http_client
         self.http.set_timeout(TIMEOUT)
@@ -201,10 +202,16 @@ class SheetsApi:
         self._session.close()
         self._token_session.close()
 
+    def _register_token(self, response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        """Register the access token the request carried (a refresh may have just made it): a server may echo it."""
+        register(self.credentials.token)
+        return response
+
     def authorize(self) -> None:
         """Get an access token now, so a refused key is reported as such (google-auth retries this call itself)."""
         try:
             self.credentials.refresh(self._token_request)
+            register(self.credentials.token)
         except google.auth.exceptions.RefreshError as exc:
             code, description = _refresh_error(exc)
             if getattr(exc, "retryable", False):

@@ -52,7 +52,7 @@ def authorization(request: str) -> str:
 def shaped(shape: str, request: str) -> tuple[bytes, str]:
     """The body (and its content type) echoing `request` in one of the shapes servers use."""
     auth = authorization(request)
-    said = f"Request was {request} (you sent Authorization: {auth})"
+    said = f"You sent Authorization: {auth}; the request was {request}"
     if shape == "jira-errorMessages":
         return json.dumps({"errorMessages": [said], "errors": {}}).encode(), "application/json"
     if shape == "jira-errors":
