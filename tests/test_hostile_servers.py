@@ -137,6 +137,30 @@ SLOW = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def cli_logs(monkeypatch, caplog):
+    """The CLI's own loggers (okrsync, connectors) at DEBUG, into caplog as well as the CLI's stderr;
+    their settings put back afterwards (the in-process CLI would otherwise change them for later tests)."""
+    from okrsync import cli
+
+    loggers = [logging.getLogger(name) for name in ("okrsync", "connectors")]
+    saved = [(lg, lg.level, list(lg.handlers), lg.propagate) for lg in loggers]
+    configure = cli._log_to_stderr
+
+    def at_debug(level: int) -> None:
+        configure(level)
+        for lg in loggers:
+            lg.setLevel(logging.DEBUG)
+            lg.addHandler(caplog.handler)
+
+    monkeypatch.setattr(cli, "_log_to_stderr", at_debug)
+    yield
+    for lg, level, handlers, propagate in saved:
+        lg.setLevel(level)
+        lg.handlers[:] = handlers
+        lg.propagate = propagate
+
+
 @pytest.fixture
 def env(monkeypatch, tmp_path):
     key = service_account_info()
@@ -221,6 +245,7 @@ def hostile_case(route: str, answer: Any, tmp_path: Path, monkeypatch, caplog, k
             errors = check_rows(summary, failing(route))
         hook_bodies = "\n".join(site.hook_bodies)
         assert route in site.seen
+    assert any(r.name.startswith("connectors") and r.levelno == logging.DEBUG for r in caplog.records)
     logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     found = leaks(cli="\n".join(texts), logs=logs, store=store_dump(tmp_path / "okr.db"), webhook=hook_bodies)
     assert found == [], found
