@@ -314,3 +314,29 @@ def test_a_prefect_run_keeps_every_secret_out_of_its_artifacts_and_parameters(pr
     logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     assert leaks(prefect=prefect_text(), summary=json.dumps(summaries), logs=logs,
                  store=store_dump(tmp_path / "okr.db"), webhook=hook_bodies) == []
+
+
+@pytest.mark.parametrize("value, said", [(-3, "a negative count (-3)"), ("7", "not a whole number ('7')"),
+                                         (True, "not a whole number (True)"), (7.0, "not a whole number (7.0)"),
+                                         (10**400, "too large to be real (a 401-digit number)")])
+def test_a_count_is_a_whole_number_from_zero(value, said):
+    from connectors import _answers
+
+    assert _answers.count(0) == 0 and _answers.count(_answers.MAX_COUNT) == _answers.MAX_COUNT
+    with pytest.raises(_answers.BadNumber) as bad:
+        _answers.count(value)
+    assert said in str(bad.value)
+
+
+def test_a_field_value_that_is_not_finite_fails_its_scan():
+    """Story points of NaN, Infinity or 10^400 in a Jira issue: the key results reading them fail."""
+    from connectors._jira_plan import ScanTotals
+    from okrsync.errors import SourceError
+
+    for bad in (float("nan"), float("inf"), 10**400):
+        totals = ScanTotals(("customfield_1",))
+        with pytest.raises(SourceError, match="customfield_1"):
+            totals.feed([{"fields": {"customfield_1": 3}}, {"fields": {"customfield_1": bad}}])
+    totals = ScanTotals(("customfield_1",))
+    totals.feed([{"fields": {"customfield_1": 3}}, {"fields": {"customfield_1": "n/a"}}, {"fields": {}}])
+    assert totals.fields["customfield_1"].total == 3.0 and totals.issues == 3
