@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 MIN_LENGTH = 6
 MASK = "***"
+_SECRET_WORDS = ("key", "secret", "token", "password")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -50,16 +51,23 @@ def register(value: str | None) -> None:
     if not value or len(value) < MIN_LENGTH:
         return
     found = _forms(value)
-    if value.lstrip().startswith("{"):          # a JSON secret (a service-account key): its long strings too
+    if value.lstrip().startswith("{"):          # a JSON secret (a service-account key): its secret fields too
         try:
             document = json.loads(value)
         except ValueError:
             document = None
         if isinstance(document, dict):
-            for item in document.values():
-                if isinstance(item, str) and len(item) >= 12:
+            for name, item in document.items():
+                if isinstance(item, str) and len(item) >= 12 and _secret_field(str(name)):
                     found |= _forms(item)
     _add(found)
+
+
+def _secret_field(name: str) -> bool:
+    """Whether a JSON secret's field holds a secret (private_key, private_key_id, client_secret, refresh_token),
+    not a public setting every message may name (type, client_email, token_uri, universe_domain: googleapis.com)."""
+    name = name.lower()
+    return any(word in name for word in _SECRET_WORDS) and not name.endswith(("_uri", "_url"))
 
 
 def register_derived(value: str | None) -> None:

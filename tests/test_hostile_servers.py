@@ -223,6 +223,7 @@ def check_rows(summary: dict[str, Any], hit: set[str]) -> dict[str, str]:
             error = row["error"]
             assert error and row["value"] is None, (kr_id, row)
             assert "\n" not in error and len(error) <= MAX_ERROR and "Traceback" not in error, (kr_id, error[:2000])
+            assert "failed unexpectedly" not in error, (kr_id, error)      # a connector crash, not an answer
             errors[kr_id] = error
         else:
             assert row["error"] is None and row["value"] == expected, (kr_id, row)
@@ -261,7 +262,7 @@ def test_an_echoed_secret_never_shows(route, answer, tmp_path, monkeypatch, capl
 @pytest.mark.parametrize("route, answer", [pytest.param(r, a, id=i) for i, r, a in BAD_NUMBERS])
 def test_a_bad_number_never_gets_in(route, answer, tmp_path, monkeypatch, caplog, env):
     errors = hostile_case(route, answer, tmp_path, monkeypatch, caplog, env, runs=1)
-    assert errors and all("unexpectedly" not in e for e in errors.values()), errors
+    assert errors
 
 
 @pytest.mark.parametrize("route, answer", [pytest.param(r, a, id=i) for i, r, a in HUGE])
@@ -340,3 +341,15 @@ def test_a_field_value_that_is_not_finite_fails_its_scan():
     totals = ScanTotals(("customfield_1",))
     totals.feed([{"fields": {"customfield_1": 3}}, {"fields": {"customfield_1": "n/a"}}, {"fields": {}}])
     assert totals.fields["customfield_1"].total == 3.0 and totals.issues == 3
+
+
+def test_a_json_key_registers_its_secret_fields_not_its_public_settings(env):
+    """A service-account key in a variable: its private_key(_id) are hidden, but googleapis.com, the account's
+    email and the token URI stay readable in messages (Google's own links name them)."""
+    from okrsync.redact import register, scrub
+
+    register(json.dumps(env))
+    assert scrub(f"kid {CANARY}") == "kid ***" and env["private_key"] not in scrub(env["private_key"])
+    public = f"enable it at https://console.developers.google.com/apis/api/sheets.googleapis.com ({env['client_email']}, " \
+             f"{env['token_uri']}, {env['type']})"
+    assert scrub(public) == public
