@@ -27,6 +27,7 @@ from github.Requester import Requester
 
 from connectors import _http
 from okrsync.errors import RetriableSourceError, SourceError
+from okrsync.redact import server_text
 
 DEFAULT_BASE_URL = "https://api.github.com"
 USER_AGENT = "okr-sync"
@@ -65,12 +66,11 @@ def _detail(data: Any) -> str:
     if not isinstance(data, dict):
         return ""
     if set(data) <= {"data", "url"} and isinstance(data.get("data"), str):
-        text = " ".join(data["data"].split())          # a non-JSON body, as PyGithub wraps it
-        return text[:_DETAIL_CHARS]
+        return server_text(data["data"], _DETAIL_CHARS)           # a non-JSON body, as PyGithub wraps it
     message = str(data.get("message") or "")
-    extra = [str(e.get("message")) for e in data.get("errors") or [] if isinstance(e, dict) and e.get("message")]
-    text = "; ".join([m for m in [message] + extra if m])
-    return text[:_DETAIL_CHARS]
+    errors = data.get("errors") if isinstance(data.get("errors"), list) else []
+    extra = [str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")]
+    return server_text("; ".join([m for m in [message] + extra if m]), _DETAIL_CHARS)
 
 
 def _is_wrapped_text(data: Any) -> bool:

@@ -21,14 +21,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from connectors import _answers
 from connectors._github_client import PER_PAGE, GitHubClient, GitHubHTTPError
 from okrsync.errors import SourceError
+from okrsync.redact import server_text
 
 GRAPHQL_BATCH = 20        # searches per GraphQL request: well inside GitHub's node and time limits
 GRAPHQL_REASKS = 2        # re-asks when one bad search voids a GraphQL answer (data: null)
 SEARCH_CAP = 1000         # GitHub search returns at most this many results
 INCOMPLETE_NOTE = "GitHub's search timed out before finishing (incomplete_results), so the figure may be low"
 _MAX_LISTED = 10
+MAX_QUOTED = 300          # characters of GitHub's own words quoted in an error
 
 logger = logging.getLogger(__name__)
 
@@ -168,9 +171,9 @@ def _graphql_counts(client: GitHubClient, chunk: list[str]) -> dict[str, SearchC
         for error in body.get("errors") or []:
             if not isinstance(error, dict):
                 continue
-            path = error.get("path") or []
-            message = str(error.get("message") or error.get("type") or "error")
-            if path and path[0] in aliases:
+            path = error.get("path") if isinstance(error.get("path"), list) else []
+            message = server_text(error.get("message") or error.get("type") or "error", MAX_QUOTED)
+            if path and isinstance(path[0], str) and path[0] in aliases:
                 refused.setdefault(path[0], message)
             else:
                 general.append(message)
@@ -178,13 +181,13 @@ def _graphql_counts(client: GitHubClient, chunk: list[str]) -> dict[str, SearchC
             node = data.get(alias)
             if alias in refused:
                 out[query] = SourceError(f"GitHub refused the search ({refused[alias]}): fix `search:`")
-            elif isinstance(node, dict) and isinstance(node.get("issueCount"), int):
-                out[query] = SearchCount(node["issueCount"])
+            elif isinstance(node, dict) and node.get("issueCount") is not None:
+                out[query] = _counted(node["issueCount"], client.host, "GraphQL `issueCount`")
         pending = [q for q in pending if q not in out]
         if not pending:
             return out
         if general or not refused:
-            reason = "; ".join(general)[:300] if general else "no count in its answer"
+            reason = server_text("; ".join(general), MAX_QUOTED) if general else "no count in its answer"
             error = SourceError(f"GitHub GraphQL answered with an error ({reason})")
             return {**out, **{q: error for q in pending}}
         logger.debug("GraphQL answer voided by %d refused searches; asking the other %d again", len(refused), len(pending))
@@ -200,9 +203,19 @@ def _rest_count(client: GitHubClient, query: str) -> SearchCount | SourceError:
     except SourceError as exc:
         return exc
     total = data.get("total_count") if isinstance(data, dict) else None
-    if not isinstance(total, int):
+    if total is None:
         return SourceError(f"GitHub at {client.host} answered the search without a total_count: check base_url")
-    return SearchCount(total, bool(data.get("incomplete_results")))
+    counted = _counted(total, client.host, "`total_count`")
+    return SearchCount(counted.total, bool(data.get("incomplete_results"))) if isinstance(counted, SearchCount) else counted
+
+
+def _counted(value: Any, host: str, what: str) -> SearchCount | SourceError:
+    """A search's total as GitHub stated it, or the per-key-result error of a bad one (negative, text, 10^400)."""
+    try:
+        return SearchCount(_answers.count(value))
+    except _answers.BadNumber as bad:
+        return SourceError(f"GitHub at {host} answered the search with {bad} as {what}: not stored; check base_url "
+                           "and run again")
 
 # ---------------------------------------------------------------------------- items
 
@@ -215,11 +228,14 @@ def search_sample(client: GitHubClient, query: str) -> SearchSample | SourceErro
     params = {"q": query, "per_page": PER_PAGE, "sort": "created", "order": "desc"}
     try:
         for page in client.pages("/search/issues", params):
-            if not isinstance(page, dict) or not isinstance(page.get("total_count"), int) \
-                    or not isinstance(page.get("items"), list):
+            if not isinstance(page, dict) or page.get("total_count") is None or not isinstance(page.get("items"), list):
                 return SourceError(f"GitHub at {client.host} answered the search without total_count and items: "
                                    "check base_url")
-            total = page["total_count"] if total is None else total
+            if total is None:
+                counted = _counted(page["total_count"], client.host, "`total_count`")
+                if isinstance(counted, SourceError):
+                    return counted
+                total = counted.total
             incomplete = incomplete or bool(page.get("incomplete_results"))
             items.extend(i for i in page["items"] if isinstance(i, dict))
             if not page["items"] or len(items) >= min(total, SEARCH_CAP):
@@ -236,8 +252,12 @@ def search_sample(client: GitHubClient, query: str) -> SearchSample | SourceErro
 def _milestone(data: Any) -> Milestone | None:
     if not isinstance(data, dict) or not isinstance(data.get("number"), int):
         return None
+    try:
+        opened, closed = (_answers.count(data.get(k) or 0) for k in ("open_issues", "closed_issues"))
+    except _answers.BadNumber:
+        return None                     # counts GitHub cannot have meant: read as a milestone without them
     return Milestone(number=data["number"], title=str(data.get("title") or ""), state=str(data.get("state") or ""),
-                     open=int(data.get("open_issues") or 0), closed=int(data.get("closed_issues") or 0))
+                     open=opened, closed=closed)
 
 
 def _pick(title: str, seen: list[Milestone], exact_only: bool = False) -> Milestone | None:

@@ -32,6 +32,7 @@ from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
 
 from connectors import _http
 from okrsync.errors import RetriableSourceError, SourceError
+from okrsync.redact import register, server_text
 
 logger = logging.getLogger(__name__)
 
@@ -109,17 +110,17 @@ def _log_path(url: str, spreadsheet_id: str) -> str:
 
 
 def one_line(text: Any) -> str:
-    """Text squeezed onto one line and cut to a readable length."""
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 1] + "…"
+    """A server's text squeezed onto one line, scrubbed, and cut to a readable length."""
+    return server_text(text, _MAX_MESSAGE)
 
 
 def _google_error(response: requests.Response) -> tuple[str, str]:
     """(status, message) of a Google API error body {"error": {"code", "message", "status"}}, or ("", "")."""
     try:
-        error = response.json().get("error", {})
+        body = response.json()
     except ValueError:
         return "", ""
+    error = body.get("error", {}) if isinstance(body, dict) else body
     if not isinstance(error, dict):
         return "", one_line(error)
     return str(error.get("status") or ""), one_line(error.get("message") or "")
@@ -186,11 +187,13 @@ class SheetsApi:
             raise SourceError(f"{key_label} is not a usable service-account key (its private_key could not be read): "
                               "download a new JSON key in the Google Cloud console (IAM & Admin > Service accounts > "
                               "Keys > Add key)") from None
-        self._token_session = self.counter.watch(requests.Session())
+        self._token_session = self.counter.watch(_http.bound(requests.Session()))
         self._token_request = google.auth.transport.requests.Request(self._token_session)
         self._session = google.auth.transport.requests.AuthorizedSession(self.credentials,
                                                                          auth_request=self._token_request)
         self._session.headers["User-Agent"] = USER_AGENT
+        self._session.hooks["response"].append(self._register_token)
+        _http.bound(self._session)                 # socket timeouts end by the source's deadline
         self.http = gspread.Client(auth=self.credentials, session=self.counter.watch(self._session)).http_client
         self.http.set_timeout(TIMEOUT)
 
@@ -199,10 +202,16 @@ class SheetsApi:
         self._session.close()
         self._token_session.close()
 
+    def _register_token(self, response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        """Register the access token the request carried (a refresh may have just made it): a server may echo it."""
+        register(self.credentials.token)
+        return response
+
     def authorize(self) -> None:
         """Get an access token now, so a refused key is reported as such (google-auth retries this call itself)."""
         try:
             self.credentials.refresh(self._token_request)
+            register(self.credentials.token)
         except google.auth.exceptions.RefreshError as exc:
             code, description = _refresh_error(exc)
             if getattr(exc, "retryable", False):
@@ -233,6 +242,9 @@ class SheetsApi:
         params = {"ranges": ranges, "valueRenderOption": "FORMATTED_VALUE", "majorDimension": "ROWS"}
         body = self._get(f"{self.api_base}/{self.spreadsheet_id}/values:batchGet", params, "reading the values")
         found = body.get("valueRanges", [])
+        if not isinstance(found, list) or not all(isinstance(r, dict) for r in found):
+            raise SourceError(f"{self.label}, reading the values: Google Sheets answered `valueRanges` that are not a "
+                              "list of ranges: check `spreadsheet:` and run again")
         if len(found) != len(ranges):
             raise SourceError(f"Google Sheets returned {len(found)} ranges for the {len(ranges)} asked")
         return found
@@ -241,12 +253,14 @@ class SheetsApi:
         def attempt() -> dict[str, Any]:
             response = self.http.request("get", url, params=params)
             try:
-                return response.json()
+                body = response.json()
+                if isinstance(body, dict):
+                    return body
             except ValueError:
                 if _http.says_json(response):
                     raise _http.CutShort() from None
-                raise SourceError(f"{self.label}, {what}: Google Sheets answered something other than JSON "
-                                  f"(HTTP {response.status_code}): check `spreadsheet:`") from None
+            raise SourceError(f"{self.label}, {what}: Google Sheets answered something other than a JSON object "
+                              f"(HTTP {response.status_code}): check `spreadsheet:`")
         try:
             return with_retries(attempt, path=_log_path(url, self.spreadsheet_id), what=f"{self.label}, {what}", deadline=self.deadline)
         except gspread.exceptions.APIError as exc:
@@ -296,7 +310,7 @@ class TabNotExported(SourceError):
 
 def public_session(counter: CallCounter) -> requests.Session:
     """A plain session (no credentials) for the public CSV export."""
-    session = requests.Session()
+    session = _http.bound(requests.Session())
     session.max_redirects = MAX_REDIRECTS
     session.headers["User-Agent"] = USER_AGENT
     return counter.watch(session)

@@ -6,6 +6,7 @@
                           mid-answer), a JSON answer cut short; refused, unknown host and TLS fail at once
     asked_wait()          how long the server asks to wait (Retry-After, X-RateLimit-Reset)
     call()                one request with retries; raises GaveUp when they end without an answer
+    DeadlineAdapter       a requests adapter capping each socket timeout to the time left (`bound(session)`)
     clock                 the one test hook for time: tests replace it (tests/conftest.py `clock`)
 
 A client runs each request through `call`, telling it how to read its HTTP library's exceptions
@@ -14,7 +15,9 @@ as a WARNING on the `connectors.http` logger: the service, the request path (nev
 or host, which may hold a secret), the fault, the wait and "try N of M".
 
 A caller may pass a `deadline` (a `clock.monotonic()` time): no wait runs past it, the retries end
-instead. The per-source deadline of the engine plugs in here.
+instead. Without one, the deadline of the work running now (okrsync.deadline: the engine's
+per-source `deadline:`) is used, and a session passed through `bound` caps each socket timeout
+to the time left, so a source past its deadline stops asking instead of lingering.
 """
 from __future__ import annotations
 
@@ -29,7 +32,10 @@ from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception
+
+from okrsync import deadline as work_deadline
 
 logger = logging.getLogger("connectors.http")
 
@@ -240,7 +246,10 @@ def call(attempt: Callable[[], T], *, service: str, path: str,
 
     An exception `classify` maps to None is raised at once; when the retries end, GaveUp.
     `before_wait(seconds)` runs before each wait (Jira holds its gate there; it may raise).
-    `deadline` is a `clock.monotonic()` time no wait may run past."""
+    `deadline` is a `clock.monotonic()` time no wait may run past; by default the current work's
+    (okrsync.deadline), if any."""
+    if deadline is None and (left := work_deadline.left()) is not None:
+        deadline = clock.monotonic() + left
     last: list[Any] = [None, None]               # the last try's exception and its Fault, judged once
     ended: list[str] = []
 
@@ -288,11 +297,49 @@ def call(attempt: Callable[[], T], *, service: str, path: str,
     return retrying(attempt)
 
 
+# ---------------------------------------------------------------------------- socket timeouts
+
+
+MIN_SOCKET_TIMEOUT = 0.1          # seconds: a deadline already passed still lets a request fail cleanly
+
+Timeout = float | tuple[float | None, float | None] | None
+
+
+def capped(timeout: Timeout) -> Timeout:
+    """`timeout` (requests' seconds or (connect, read)) no longer than the current work's time left."""
+    left = work_deadline.left()
+    if left is None:
+        return timeout
+    left = max(left, MIN_SOCKET_TIMEOUT)
+    if isinstance(timeout, tuple):
+        return tuple(left if t is None else min(t, left) for t in timeout)  # type: ignore[return-value]
+    return left if timeout is None else min(timeout, left)
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """requests' adapter (no retries of its own) whose socket timeouts end by the current deadline."""
+
+    def __init__(self) -> None:
+        super().__init__(max_retries=0)
+
+    def send(self, request: requests.PreparedRequest, *args: Any, timeout: Timeout = None,
+             **kwargs: Any) -> requests.Response:
+        return super().send(request, *args, timeout=capped(timeout), **kwargs)
+
+
+def bound(session: requests.Session) -> requests.Session:
+    """`session`, its requests' socket timeouts capped to the current deadline's time left."""
+    adapter = DeadlineAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 def _safe(path: str) -> str:
     """A request path fit for a log line: no scheme, host, query string or fragment."""
     return urlsplit(path).path or "/"
 
 
-__all__ = ["DEFAULT", "RETRY_STATUSES", "Clock", "CutShort", "Fault", "GaveUp", "RetryPolicy", "StatusError",
-           "asked_wait", "call", "clock", "connection_reason", "fault_of", "retriable_status", "run_again_after",
+__all__ = ["DEFAULT", "RETRY_STATUSES", "Clock", "CutShort", "DeadlineAdapter", "Fault", "GaveUp", "RetryPolicy", "StatusError",
+           "asked_wait", "bound", "call", "capped", "clock", "connection_reason", "fault_of", "retriable_status", "run_again_after",
            "says_json", "status_fault", "transport_fault"]

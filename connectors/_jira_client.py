@@ -32,8 +32,9 @@ from typing import Any, Callable, Iterator, TypeVar
 import requests
 from jira import JIRA, JIRAError
 
-from connectors import _http
+from connectors import _answers, _http
 from okrsync.errors import RetriableSourceError, SourceError
+from okrsync.redact import server_text
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ CLOUD_PAGE_SIZE = 100          # enhanced search: 100 issues a page once fields 
 DC_PAGE_SIZE = 1000            # Data Center caps maxResults at jira.search.views.default.max (1000)
 FATAL_STATUSES = frozenset({401, 403, 404, 410})
 POLICY = _http.DEFAULT
+MAX_QUOTED = 400               # characters of Jira's own words quoted in an error
 MAX_PAGES = 100_000            # a guard against a server that never says isLast
 
 T = TypeVar("T")
@@ -81,8 +83,7 @@ def _messages(response: requests.Response | None) -> list[str]:
 
 def _quoted(texts: list[str]) -> str:
     joined = " ".join(t.strip().rstrip(".") + "." for t in texts)
-    joined = " ".join(joined.split())
-    return f'"{joined[:400]}"'
+    return f'"{server_text(joined, MAX_QUOTED)}"'
 
 
 def _what_body(response: requests.Response | None) -> str:
@@ -120,6 +121,7 @@ class JiraApi:
         auth: dict[str, Any] = {"basic_auth": (email, token)} if email else {"token_auth": token}
         self._jira = JIRA(server=self.url, get_server_info=False, max_retries=0, timeout=timeout,
                           logging=False, options={"check_update": False}, **auth)
+        _http.bound(self._jira._session)            # socket timeouts end by the source's deadline
         self._jira._session.hooks["response"].append(self._count)
 
     def close(self) -> None:
@@ -296,9 +298,13 @@ class JiraApi:
             path = SEARCH
             body = self._dc_search(what, {"jql": jql, "startAt": 0, "maxResults": 0})
             value = body.get("total") if isinstance(body, dict) else None
-        if not isinstance(value, int) or isinstance(value, bool):
+        if value is None:
             raise SourceError(f"Jira answered {path} without a count: check `url:` ({self.url})")
-        return value
+        try:
+            return _answers.count(value)
+        except _answers.BadNumber as bad:
+            raise SourceError(f"Jira answered {path} with {bad} for {what}: not stored; check `url:` ({self.url}) "
+                              "and run again") from None
 
     def pages(self, jql: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
         """The issues matching `jql`, a page at a time, with only `fields`."""

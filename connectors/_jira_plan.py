@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 from urllib.parse import quote
 
+from connectors import _answers
 from okrsync.errors import SourceError
 
 DONE_CATEGORY = "done"             # statusCategory.key of every "Done" status, whatever its name
@@ -128,10 +129,11 @@ class FieldCatalogue:
 # ---------------------------------------------------------------------------- running totals
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+def _number(value: Any, fid: str) -> float | None:
+    try:
+        return _answers.number(value)
+    except _answers.BadNumber as bad:
+        raise SourceError(f"Jira answered {bad} in field {fid}: not stored; check the issues' values") from None
 
 
 def is_done(fields: dict[str, Any]) -> bool:
@@ -181,6 +183,6 @@ class ScanTotals:
             self.issues += 1
             self.done += done
             for fid, totals in self.fields.items():
-                number = _number(values.get(fid))
+                number = _number(values.get(fid), fid)
                 if number is not None:
                     totals.add(number, done)

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors._jira_client import JiraApi
 from connectors._jira_plan import FieldCatalogue, JiraField, ScanTotals, condition_of, done_jql, navigator_link
+from okrsync import deadline
 from okrsync.contract import run_batch
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement, MetricRequest
@@ -307,10 +308,13 @@ class _Batch:
         # so the one-call counts fill the other threads meanwhile instead of queueing behind them.
         todo.sort(key=lambda k: k[0] != "scan")
 
+        ends = deadline.current()                 # a pool thread does not inherit the source's deadline
+
         def ask(key: Key) -> tuple[Key, Any, int]:
             before = self.api.thread_calls()
             try:
-                answer: Any = self._ask(key, key[1] in done_wanted)
+                with deadline.until(ends):
+                    answer: Any = self._ask(key, key[1] in done_wanted)
             except SourceError as error:
                 answer = error
             return key, answer, self.api.thread_calls() - before

@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 
 import requests
 from pydantic import SecretStr
-from requests.adapters import HTTPAdapter
 
 from connectors import _http
 from okrsync.errors import OkrSyncError
@@ -93,9 +92,7 @@ def post_json(url: SecretStr, payload: dict[str, Any], *, where: str, deadline: 
     _hide(target)
     body = json.dumps(payload).encode("utf-8")
     calls = 0
-    session = requests.Session()
-    session.mount("http://", HTTPAdapter(max_retries=0))
-    session.mount("https://", HTTPAdapter(max_retries=0))
+    session = _http.bound(requests.Session())          # requests' own retries off; sockets end by the deadline
 
     def attempt() -> None:
         nonlocal calls

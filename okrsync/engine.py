@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time as dtime, timezone
 from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
+from okrsync import deadline
 from okrsync.config import Plan, PlannedKeyResult, PlannedSource, render_metric
 from okrsync.contract import Outcome, run_batch, with_message
 from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError, SourceError
@@ -184,13 +185,19 @@ def within_deadline(work: Callable[[], T], seconds: float, name: str) -> T | Non
 
     It runs in a daemon thread (with the caller's context, so Prefect's run context and logging
     follow): a server that drips its answer a byte at a time, which no socket timeout catches, is
-    left behind instead of holding the run, and cannot keep the process from exiting."""
+    left behind instead of holding the run, and cannot keep the process from exiting. The work runs
+    under `okrsync.deadline.within(seconds)`, so the HTTP layer ends its retries and socket waits
+    by then too (only a drip outlives it, in the thread left behind)."""
     box: dict[str, Any] = {}
     context = contextvars.copy_context()
 
+    def bounded() -> T:
+        with deadline.within(seconds):          # the HTTP layer's retries and socket timeouts end before it
+            return work()
+
     def run() -> None:
         try:
-            box["result"] = context.run(work)
+            box["result"] = context.run(bounded)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
             box["error"] = exc
 

@@ -5,6 +5,7 @@ leaves okr-sync passes `scrub`.
     register_derived(f"Basic {b64}")     # a form built from secrets (an Authorization header)
     scrub("... Bearer s3cr3t ...")       # -> "... Bearer *** ..."
     scrub_data(run_summary)              # every string in dicts, lists and tuples
+    server_text(body_message, 300)       # a server's message for an error: scrubbed, one line, capped
 
 A server (or a proxy) may echo the request's Authorization header in an error body; a URL may
 carry a password. Registering at the moment a secret is read, rather than remembering to hide it
@@ -28,6 +29,7 @@ from urllib.parse import quote
 
 MIN_LENGTH = 6
 MASK = "***"
+_SECRET_WORDS = ("key", "secret", "token", "password")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -49,16 +51,23 @@ def register(value: str | None) -> None:
     if not value or len(value) < MIN_LENGTH:
         return
     found = _forms(value)
-    if value.lstrip().startswith("{"):          # a JSON secret (a service-account key): its long strings too
+    if value.lstrip().startswith("{"):          # a JSON secret (a service-account key): its secret fields too
         try:
             document = json.loads(value)
         except ValueError:
             document = None
         if isinstance(document, dict):
-            for item in document.values():
-                if isinstance(item, str) and len(item) >= 12:
+            for name, item in document.items():
+                if isinstance(item, str) and len(item) >= 12 and _secret_field(str(name)):
                     found |= _forms(item)
     _add(found)
+
+
+def _secret_field(name: str) -> bool:
+    """Whether a JSON secret's field holds a secret (private_key, private_key_id, client_secret, refresh_token),
+    not a public setting every message may name (type, client_email, token_uri, universe_domain: googleapis.com)."""
+    name = name.lower()
+    return any(word in name for word in _SECRET_WORDS) and not name.endswith(("_uri", "_url"))
 
 
 def register_derived(value: str | None) -> None:
@@ -84,6 +93,13 @@ def scrub(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def server_text(text: Any, limit: int = 300) -> str:
+    """A server's own words fit to quote in an error: secrets scrubbed first (so a cut cannot leave a
+    piece of one behind), squeezed onto one line, at most `limit` characters."""
+    flat = " ".join(scrub(str(text)).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def scrub_data(value: Any) -> Any:
@@ -133,4 +149,4 @@ def forget_all() -> None:
         _ordered = ()
 
 
-__all__ = ["register", "register_derived", "scrub", "scrub_data", "MASK", "forget_all"]
+__all__ = ["register", "register_derived", "scrub", "scrub_data", "server_text", "MASK", "forget_all"]

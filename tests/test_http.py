@@ -147,6 +147,61 @@ def test_no_wait_runs_past_the_deadline(clock):
 
 
 @responses.activate
+def test_without_a_deadline_the_current_works_deadline_ends_the_retries(clock):
+    """The engine's per-source deadline (okrsync.deadline, set in within_deadline) reaches every call."""
+    from okrsync import deadline
+
+    responses.get(URL, status=503, headers={"Retry-After": "10"})
+    with deadline.within(25), pytest.raises(_http.GaveUp) as ended:
+        run()
+    assert clock.waits == [10.0, 10.0] and ended.value.reason == "deadline"
+
+
+def test_the_engine_runs_a_source_under_its_deadline_and_the_earlier_one_wins():
+    from okrsync import deadline
+    from okrsync.engine import within_deadline
+
+    assert deadline.left() is None
+    left = within_deadline(deadline.left, 60, "source x")
+    assert left is not None and 0 < left <= 60
+    with deadline.within(100):
+        assert within_deadline(deadline.left, 5, "source y") <= 5        # the source's, inside the run's
+        with deadline.within(500):
+            assert deadline.left() <= 100                                # an inner deadline never extends it
+    assert deadline.left() is None
+
+
+def test_socket_timeouts_are_capped_to_the_time_left():
+    from okrsync import deadline
+
+    assert _http.capped((10.0, 60.0)) == (10.0, 60.0) and _http.capped(None) is None
+    with deadline.within(2):
+        connect, read = _http.capped((10.0, 60.0))
+        assert 0 < connect <= 2 and 0 < read <= 2
+        assert 0 < _http.capped(30.0) <= 2 and 0 < _http.capped(None) <= 2
+        assert _http.capped((0.5, None))[0] == 0.5
+    with deadline.until(0.0):                                            # long passed: still a timeout, not 0
+        assert _http.capped(30.0) == _http.MIN_SOCKET_TIMEOUT
+
+
+def test_a_bound_session_stops_waiting_for_a_silent_server_at_the_deadline():
+    import threading
+
+    from localhttp import LocalServer
+    from okrsync import deadline
+
+    release = threading.Event()
+    server = LocalServer(lambda handler, method: release.wait(10)).start()   # accepts, never answers
+    try:
+        session = _http.bound(requests.Session())
+        with deadline.within(0.3), pytest.raises(requests.Timeout):
+            session.get(server.url, timeout=30)
+    finally:
+        release.set()
+        server.stop()
+
+
+@responses.activate
 def test_the_wait_hook_runs_before_each_wait_and_may_stop_the_retries(clock):
     responses.get(URL, status=503)
     seen: list[float] = []
