@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from connectors import _http
 from okrsync.errors import OkrSyncError
+from okrsync.redact import register
 
 TIMEOUT = (5.0, 15.0)         # seconds to connect, to read the answer
 POLICY = _http.DEFAULT
@@ -47,29 +48,11 @@ class WebhookError(OkrSyncError):
 # ---------------------------------------------------------------------------- secrecy
 
 
-class _RedactSecrets(logging.Filter):
-    """Replace registered secret strings in urllib3's log lines (it logs the request path)."""
-
-    secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(s in message for s in self.secrets):
-            for s in self.secrets:
-                message = message.replace(s, "***")
-            record.msg, record.args = message, ()
-        return True
-
-
-_REDACT = _RedactSecrets()
-logging.getLogger("urllib3.connectionpool").addFilter(_REDACT)
-
-
 def _hide(url: str) -> None:
+    """The URL is a secret, and so are its path (urllib3 logs it) and path with query."""
     parts = urlsplit(url)
     for secret in (url, parts.path + (f"?{parts.query}" if parts.query else ""), parts.path):
-        if len(secret) > 1:
-            _RedactSecrets.secrets.add(secret)
+        register(secret)
 
 # ---------------------------------------------------------------------------- posting
 
