@@ -137,7 +137,7 @@ def main() -> None:
           f"latency {args.latency * 1000:.0f} ms; rate limits off", flush=True)
     env = {**os.environ, "JIRA_API_TOKEN": TOKEN, "JIRA_EMAIL": EMAIL, "GITHUB_TOKEN": TOKEN,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "ERROR",
-           "PYTHONPATH": str(REPO)}
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PYTHONPATH": str(REPO)}
     rows = []
     with tempfile.TemporaryDirectory(prefix="okr-bench-") as tmp, \
             LoadServer(data, token=TOKEN, email=EMAIL, latency=args.latency, jira_rate=None,
