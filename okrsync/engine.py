@@ -230,7 +230,8 @@ def _scrubbed(outcome: Outcome) -> Outcome:
 
 def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     """Run one sync; return the run summary (counts, one entry per key result). ConfigError for a
-    bad `only`; every other failure is reported per key result (or as the store's error)."""
+    bad `only`, or (before measuring) a key result another config file owns (see check_owners);
+    every other failure is reported per key result (or as the store's error)."""
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc)
     run_id = options.run_id or uuid.uuid4().hex[:12]
