@@ -12,6 +12,11 @@ Check-in policy of :meth:`SqlStore.write_sync` (one transaction per run, all or 
 - on_manual ``overwrite``: the automatic value is written whenever it differs from the
   latest check-in of any kind (``unchanged`` otherwise).
 
+Owners: each key result row keeps the config file and line that last wrote it and a hash of
+that definition (``definition``, see okrsync.records.KeyResultRecord); every write_sync moves
+them to the writing run's, :meth:`SqlStore.take_over` moves them before a run. The engine uses
+them to refuse a second config file that defines the same key result differently.
+
 Alerts (optional): a store used by a config with ``notify:`` also gets ``okr_watch`` (what each
 key result looked like at the last run: status, failure streak, last success, alerts sent) and
 ``okr_alerts`` (every alert decided, and when it was delivered). These tables carry their own
@@ -157,6 +162,13 @@ key_results_table = Table(
     Column("period_end", Date),
     Column("on_manual", Text, nullable=False, server_default="keep"),
     Column("updated_at", UtcDateTime, nullable=False),
+    # version 2: who defines it (the config file and line that last wrote it, and a hash of
+    # that definition: KeyResultRecord.definition), and its status thresholds
+    Column("config_file", Text),
+    Column("config_line", Integer),
+    Column("definition", Text),
+    Column("at_risk", Float),
+    Column("off_track", Float),
     CheckConstraint("on_manual IN ('keep', 'overwrite')", name="ck_okr_key_results_on_manual"),
 )
 
@@ -236,14 +248,41 @@ alerts_table = Table(
 # that has shipped: append a new one. When a later step changes a table, replace step 1's
 # create_all with the literal version-1 DDL so old stores still pass through every step.
 
+_v1 = MetaData()
+objectives_table.to_metadata(_v1)  # unchanged since version 1; the foreign key below needs it
+_key_results_v1 = Table(
+    "okr_key_results",
+    _v1,
+    Column("id", Text, primary_key=True),
+    Column("objective_id", Text, ForeignKey("okr_objectives.id"), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("source", Text),
+    Column("baseline", Float, nullable=False),
+    Column("target", Float, nullable=False),
+    Column("unit", Text),
+    Column("period_start", Date),
+    Column("period_end", Date),
+    Column("on_manual", Text, nullable=False, server_default="keep"),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint("on_manual IN ('keep', 'overwrite')", name="ck_okr_key_results_on_manual"),
+)
+
+
 def _create_v1(conn: Connection) -> None:
-    """Version 1: the okr_* tables and the (kr_id, observed_at) index."""
-    metadata.create_all(
-        conn, tables=[objectives_table, key_results_table, checkins_table, runs_table]
-    )
+    """Version 1: the okr_* tables and the (kr_id, observed_at) index (okr_key_results as it was)."""
+    metadata.create_all(conn, tables=[objectives_table])
+    _key_results_v1.create(conn)
+    metadata.create_all(conn, tables=[checkins_table, runs_table])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+def _add_owner_v2(conn: Connection) -> None:
+    """Version 2: a key result's owner (config file, line, definition hash) and thresholds."""
+    for name, sql_type in (("config_file", "TEXT"), ("config_line", "INTEGER"), ("definition", "TEXT"),
+                           ("at_risk", "FLOAT"), ("off_track", "FLOAT")):
+        conn.exec_driver_sql(f"ALTER TABLE okr_key_results ADD COLUMN {name} {sql_type}")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _add_owner_v2]
 
 
 def _create_watch_v1(conn: Connection) -> None:
@@ -413,7 +452,9 @@ class SqlStore:
             {"id": k.id, "objective_id": k.objective_id, "title": k.title, "source": k.source,
              "baseline": float(k.baseline), "target": float(k.target), "unit": k.unit,
              "period_start": k.period_start, "period_end": k.period_end,
-             "on_manual": k.on_manual, "updated_at": now}
+             "on_manual": k.on_manual, "updated_at": now, "config_file": k.config_file,
+             "config_line": k.config_line, "definition": k.definition, "at_risk": k.at_risk,
+             "off_track": k.off_track}
             for k in key_results
         )
 
@@ -438,6 +479,20 @@ class SqlStore:
             return report
 
         return self._transaction("write the sync run to", work)
+
+    def take_over(self, key_results: list[KeyResultRecord]) -> None:
+        """Make these records' config file, line and definition the owners of those of their key
+        results the store has (the rest of each definition is written by the next sync)."""
+        rows = _dedupe({"id": k.id, "config_file": k.config_file, "config_line": k.config_line,
+                        "definition": k.definition} for k in key_results)
+
+        def work(conn: Connection) -> None:
+            for row in rows:
+                conn.execute(key_results_table.update().where(key_results_table.c.id == row["id"])
+                             .values(config_file=row["config_file"], config_line=row["config_line"],
+                                     definition=row["definition"]))
+
+        self._transaction("write to", work)
 
     def add_manual_checkin(
         self,
@@ -654,6 +709,9 @@ class SqlStore:
                         objective_id=m["objective_id"], objective_title=m["objective_title"],
                         owner=m["owner"], kr_id=m["id"], title=m["title"], baseline=m["baseline"],
                         target=m["target"], unit=m["unit"], source=m["source"], last=last,
+                        period_start=m["period_start"], period_end=m["period_end"],
+                        at_risk=_number(m["at_risk"]), off_track=_number(m["off_track"]),
+                        config_file=m["config_file"], config_line=m["config_line"], definition=m["definition"],
                     )
                 )
         return states

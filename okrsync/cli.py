@@ -28,8 +28,8 @@ from rich.console import Console  # noqa: E402
 
 from okrsync import render  # noqa: E402
 from okrsync.config import DEFAULT_STORE, STORE_ENV, json_schema, load_plan  # noqa: E402
-from okrsync.engine import RunOptions, masked_url, max_workers, sync  # noqa: E402
-from okrsync.errors import ConfigError, OkrSyncError  # noqa: E402
+from okrsync.engine import RunOptions, check_owners, masked_url, max_workers, selected, sync  # noqa: E402
+from okrsync.errors import ConfigError, OkrSyncError, StoreError  # noqa: E402
 from okrsync.redact import scrub  # noqa: E402
 from okrsync.runmode import prefect_api_url  # noqa: E402
 
@@ -94,6 +94,8 @@ def run(configs: List[Path] = ConfigArgs,
                                                  help="seconds the whole run may spend measuring (each source also has its `deadline:`, default 120)"),
         prefect: Optional[bool] = typer.Option(None, "--prefect/--no-prefect",
                                                help="run as a Prefect flow run (default: when a Prefect API is configured)"),
+        take_over: bool = typer.Option(False, "--take-over",
+                                       help="move key results another config file defines differently in the store to these files"),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="show okr-sync's (and Prefect's) own logs")) -> None:
     """Measure every key result and write check-ins to the store.
 
@@ -115,6 +117,15 @@ def run(configs: List[Path] = ConfigArgs,
         _fail_config(e)
     total = len(only) if only else len(plan.key_results)
     use_prefect = prefect if prefect is not None else prefect_api_url() is not None
+    if use_prefect and not dry_run:   # the flow checks too, but cannot take over: ask the store before it starts
+        from flows.services import local_services
+
+        try:
+            check_owners(local_services().open_store, plan, selected(plan, only), take_over)
+        except ConfigError as e:
+            _fail_config(e)
+        except StoreError:
+            pass                      # an unusable store: the run finds it before measuring and says so
 
     with render.progress_bar(err, total, enabled=not as_json) as advance:
         try:
@@ -123,8 +134,8 @@ def run(configs: List[Path] = ConfigArgs,
             else:
                 from flows.services import local_services
 
-                result = sync(plan, RunOptions(dry_run=dry_run, only=only or None, as_of=as_of, deadline=deadline),
-                              local_services(on_progress=advance))
+                result = sync(plan, RunOptions(dry_run=dry_run, only=only or None, as_of=as_of, deadline=deadline,
+                                               take_over=take_over), local_services(on_progress=advance))
         except ConfigError as e:
             _fail_config(e)
         except OkrSyncError as e:
@@ -215,18 +226,39 @@ def checkin(kr_id: str = typer.Argument(..., help="key result id"),
             value: float = typer.Argument(..., help="the value to record"),
             note: Optional[str] = typer.Option(None, "--note", help="why (shown in history)"),
             store: Optional[str] = StoreOpt) -> None:
-    """Record a manual check-in (kept over automatic values unless the key result says on_manual: overwrite)."""
-    from okrsync.progress import progress
+    """Record a manual check-in (kept over automatic values unless the key result says on_manual: overwrite).
 
+    Its progress, expected progress and status are computed like a sync's, from the key result's
+    baseline, target, period and thresholds as the store keeps them."""
     if not math.isfinite(value):
         err.print(f"error: {value} is not a value a key result can have: give a finite number, e.g. "
                   f"okr-sync checkin {kr_id} 41", markup=False, soft_wrap=True)
         raise typer.Exit(2)
+    now = datetime.now(timezone.utc)
     with _opened_store(_store_url(store)) as s:
         state = next(iter(s.key_results([kr_id])), None)
-        p = progress(value, state.baseline, state.target) if state else None
-        row = s.add_manual_checkin(kr_id, value, note=note, observed_at=datetime.now(timezone.utc), progress=p)
-    out.print(f"Recorded manual check-in of {row.value:g} for {kr_id}.", highlight=False)
+        row = s.add_manual_checkin(kr_id, value, note=note, observed_at=now,
+                                   **(_assess_manual(state, value, now) if state else {}))
+    out.print(f"Recorded manual check-in of {row.value:g} for {kr_id}{render.assessed(row)}.", highlight=False)
+
+
+def _assess_manual(state: Any, value: float, moment: datetime) -> dict[str, Any]:
+    """A manual value's progress, expected progress and status (okrsync.progress.assess) from the key
+    result as stored; thresholds the store lacks (rows written before it kept them) are the defaults.
+    Without a stored period only progress; nothing if target equals baseline."""
+    from okrsync.measure import Period
+    from okrsync.progress import Thresholds, assess, progress
+
+    try:
+        if state.period_start is None or state.period_end is None:
+            return {"progress": progress(value, state.baseline, state.target)}
+        default = Thresholds()
+        thresholds = Thresholds(default.at_risk if state.at_risk is None else state.at_risk,
+                                default.off_track if state.off_track is None else state.off_track)
+        a = assess(value, state.baseline, state.target, Period(state.period_start, state.period_end), moment, thresholds)
+    except ValueError:
+        return {}
+    return {"progress": a.progress, "expected": a.expected, "status": a.status}
 
 
 @app.command()

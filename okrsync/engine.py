@@ -12,6 +12,8 @@ Progress is reported through `Services.on_progress` (key results done), never a 
 from __future__ import annotations
 
 import contextvars
+import hashlib
+import json
 import logging
 import os
 import re
@@ -21,6 +23,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time as dtime, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from okrsync import deadline
@@ -28,6 +31,7 @@ from okrsync.config import Plan, PlannedKeyResult, PlannedSource, render_metric
 from okrsync.contract import Outcome, run_batch, with_message
 from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError, SourceError
 from okrsync.measure import Measurement, MetricRequest
+from okrsync.records import KeyResultRecord
 from okrsync.redact import scrub, scrub_data
 from okrsync.registry import ConnectorUnusable, Registry
 from okrsync.results import apply_report, assess_all, checkins, summary
@@ -63,6 +67,7 @@ class RunOptions:
     as_of: date | datetime | None = None    # default: now
     run_id: str | None = None               # default: a new one
     deadline: float | None = None           # seconds for the whole run's measuring (each source has its own too)
+    take_over: bool = False                 # move key results another config file defines differently to this one
 
 
 @dataclass(frozen=True)
@@ -225,7 +230,8 @@ def _scrubbed(outcome: Outcome) -> Outcome:
 
 def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     """Run one sync; return the run summary (counts, one entry per key result). ConfigError for a
-    bad `only`; every other failure is reported per key result (or as the store's error)."""
+    bad `only`, or (before measuring) a key result another config file owns (see check_owners);
+    every other failure is reported per key result (or as the store's error)."""
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc)
     run_id = options.run_id or uuid.uuid4().hex[:12]
@@ -244,6 +250,8 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
         services.progress(sum(len(b.requests) for b in batches))
         outcomes.update({r.kr_id: store_error for b in batches for r in b.requests})
         batches = []
+    elif not options.dry_run:                 # ConfigError if another config file owns one (before measuring)
+        services.executor.step("check-owners", lambda: check_owners(services.open_store, plan, krs, options.take_over))
     ends_at = None if options.deadline is None else time.monotonic() + options.deadline
     for batch, measured in services.executor.measure_all(batches, lambda b: measure_batch(services.registry, b, ends_at)):
         outcomes.update(measured)
@@ -316,13 +324,54 @@ def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], 
         objective_ids = {kr.objective_id for kr in krs}
         report = store.write_sync(run_id=run_id, started_at=started_at,
                                   objectives=[o for o in plan.objectives if o.id in objective_ids],
-                                  key_results=[kr.record() for kr in krs], checkins=records,
+                                  key_results=[owned_record(plan, kr) for kr in krs], checkins=records,
                                   config_files=plan.files, failed=failed)
         return report, previous
     except OkrSyncError as exc:
         return str(exc)
     finally:
         store.close()
+
+
+def owned_record(plan: Plan, kr: PlannedKeyResult) -> KeyResultRecord:
+    """The key result as the store keeps it: its definition, thresholds and owner (the config file,
+    absolute, and line). `definition` hashes what `serve` also compares (objective, title, source type
+    and name, baseline, target, unit, period, on_manual, metric), not the source's settings."""
+    record = kr.record()
+    compared = {name: getattr(record, name) for name in
+                ("objective_id", "title", "baseline", "target", "unit", "period_start", "period_end", "on_manual")}
+    compared.update(source=[kr.source_type, plan.sources[kr.source_key].name], metric=kr.metric.model_dump(mode="json"))
+    digest = hashlib.sha256(json.dumps(compared, sort_keys=True, default=str).encode()).hexdigest()
+    return replace(record, at_risk=kr.thresholds.at_risk, off_track=kr.thresholds.off_track,
+                   config_file=str(Path(kr.config_file).resolve()), config_line=kr.line, definition=digest)
+
+
+def check_owners(open_store: Callable[[str], Any], plan: Plan, krs: list[PlannedKeyResult], take_over: bool) -> None:
+    """ConfigError naming both places of each key result the store has from another config file with
+    a different definition (identical definitions are fine); with `take_over`, those move to this run's
+    files instead. Rows written before owners were kept have none and are never refused."""
+    records = {kr.id: owned_record(plan, kr) for kr in krs}
+    store = open_store(plan.store_url)
+    try:
+        stored = {s.kr_id: s for s in store.key_results(sorted(records))}
+        taken = [(kr, stored[kr.id]) for kr in krs if kr.id in stored and _owned_elsewhere(stored[kr.id], records[kr.id])]
+        if take_over and taken:
+            store.take_over([records[kr.id] for kr, _ in taken])
+            logger.warning("took over %s from %s", ", ".join(kr.id for kr, _ in taken),
+                           ", ".join(sorted({s.config_file for _, s in taken})))
+            return
+    finally:
+        store.close()
+    if taken:
+        raise ConfigError([ConfigIssue(kr.config_file, kr.line, kr.id, (
+            f"{s.config_file}{f':{s.config_line}' if s.config_line else ''} defines this key result differently "
+            "and wrote it to this store last: make the two identical, or pass --take-over to move it to this file"))
+            for kr, s in taken])
+
+
+def _owned_elsewhere(stored: Any, record: KeyResultRecord) -> bool:
+    return bool(stored.config_file and stored.definition and stored.config_file != record.config_file
+                and stored.definition != record.definition)
 
 
 _PASSWORD = re.compile(r"^([A-Za-z0-9+.-]+://[^:/@]*):[^@]*@")
@@ -334,4 +383,5 @@ def masked_url(url: str) -> str:
 
 
 __all__ = ["RunOptions", "SourceBatch", "Executor", "LocalExecutor", "Services", "sync", "measure_batch",
-           "batches_for", "selected", "as_of_moment", "max_workers", "masked_url", "write_checkins"]
+           "batches_for", "selected", "as_of_moment", "max_workers", "masked_url", "write_checkins",
+           "owned_record", "check_owners"]

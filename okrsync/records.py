@@ -29,6 +29,11 @@ class KeyResultRecord:
     period_start: date | None = None
     period_end: date | None = None
     on_manual: str = "keep"          # "keep" | "overwrite": what an automatic value does to a newer manual one
+    at_risk: float | None = None     # status thresholds (okrsync.progress.Thresholds); None: the defaults
+    off_track: float | None = None
+    config_file: str | None = None   # the owner: the config file (absolute path) and line defining it
+    config_line: int | None = None
+    definition: str | None = None    # a hash of the definition (see okrsync.engine.owned_record)
 
 
 @dataclass(frozen=True)
@@ -95,3 +100,10 @@ class KeyResultState:
     unit: str | None
     source: str | None
     last: StoredCheckin | None
+    period_start: date | None = None
+    period_end: date | None = None
+    at_risk: float | None = None      # status thresholds as stored; None: written before they were kept
+    off_track: float | None = None
+    config_file: str | None = None    # the owner (see KeyResultRecord); None: written before owners were kept
+    config_line: int | None = None
+    definition: str | None = None

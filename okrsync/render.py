@@ -89,6 +89,13 @@ def run_table(console: Console, result: dict[str, Any]) -> None:
     console.print(line + f" ({result['seconds']:.1f}s)", highlight=False)
 
 
+def assessed(c: StoredCheckin) -> str:
+    """': 73% progress, 54% expected, on_track' for a check-in with a status (plain text), else ''."""
+    if not c.status:
+        return ""
+    return f": {_pct(c.progress)} progress, {_pct(c.expected)} expected, {c.status}"
+
+
 def _ago(moment: datetime | None) -> str:
     if moment is None:
         return "never"
@@ -119,11 +126,11 @@ def status_table(console: Console, states: list[KeyResultState]) -> None:
 
 def history_table(console: Console, kr_id: str, rows: list[StoredCheckin]) -> None:
     table = Table(title=f"check-ins of {_text(kr_id)}", title_justify="left")
-    for col in ("observed", "value", "progress", "status", "kind", "run", "link / note"):
+    for col in ("observed", "value", "progress", "expected", "status", "kind", "run", "link / note"):
         table.add_column(col, overflow="fold")
     for c in rows:
         table.add_row(c.observed_at.strftime("%Y-%m-%d %H:%M") if c.observed_at else "-",
-                      _invalid(c) if c.invalid else _num(c.value), _pct(c.progress), _status(c.status),
+                      _invalid(c) if c.invalid else _num(c.value), _pct(c.progress), _pct(c.expected), _status(c.status),
                       _text(c.kind), _text(c.run_id) or "-", _text(c.note or c.link))
     console.print(table)
     if not rows:

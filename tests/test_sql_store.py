@@ -126,7 +126,7 @@ def test_schema_created_on_first_use_and_version_recorded(sqlite_url: str) -> No
     engine.dispose()
     assert tables == {"okr_meta", "okr_objectives", "okr_key_results", "okr_checkins", "okr_runs"}
     assert "ix_okr_checkins_kr_observed" in indexes
-    assert stored_version(sqlite_url) == str(schema_version()) == "1"
+    assert stored_version(sqlite_url) == str(schema_version()) == "2"
 
 
 def test_reopening_an_existing_store_keeps_its_data(sqlite_url: str) -> None:
@@ -147,7 +147,7 @@ def test_version_zero_store_is_migrated(tmp_path: Path) -> None:
     url = f"sqlite:///{path}"
     with open_store(url) as store:
         assert sync(store, {"kr-01": 1}).written == ["kr-01"]
-    assert stored_version(url) == "1"
+    assert stored_version(url) == "2"
 
 
 def test_older_store_is_upgraded_step_by_step(
@@ -157,12 +157,12 @@ def test_older_store_is_upgraded_step_by_step(
         sync(store, {"kr-01": 10})
     calls: list[str] = []
 
-    def add_confidence(conn: Connection) -> None:  # a future version 2
-        calls.append("v2")
+    def add_confidence(conn: Connection) -> None:  # a future version 3
+        calls.append("v3")
         conn.exec_driver_sql("ALTER TABLE okr_checkins ADD COLUMN confidence REAL")
 
-    def add_tag(conn: Connection) -> None:  # a future version 3
-        calls.append("v3")
+    def add_tag(conn: Connection) -> None:  # a future version 4
+        calls.append("v4")
         conn.exec_driver_sql("ALTER TABLE okr_objectives ADD COLUMN tag TEXT")
 
     monkeypatch.setattr(sql_store, "MIGRATIONS", [*sql_store.MIGRATIONS, add_confidence, add_tag])
@@ -170,8 +170,8 @@ def test_older_store_is_upgraded_step_by_step(
         assert [c.value for c in store.history("kr-01")] == [10]
     with open_store(sqlite_url):  # already current: no step runs twice
         pass
-    assert calls == ["v2", "v3"]
-    assert stored_version(sqlite_url) == "3"
+    assert calls == ["v3", "v4"]
+    assert stored_version(sqlite_url) == "4"
     engine = create_engine(sqlite_url)
     columns = {c["name"] for c in inspect(engine).get_columns("okr_checkins")}
     engine.dispose()
@@ -191,7 +191,7 @@ def test_failed_migration_step_leaves_the_store_as_it_was(
     with pytest.raises(StoreError) as error:
         open_store(sqlite_url)
     assert_one_line(error)
-    assert stored_version(sqlite_url) == "1"
+    assert stored_version(sqlite_url) == "2"
     engine = create_engine(sqlite_url)
     columns = {c["name"] for c in inspect(engine).get_columns("okr_checkins")}
     engine.dispose()
@@ -454,7 +454,7 @@ def test_concurrent_first_use_creates_the_schema_once(any_url: str) -> None:
     for t in threads:
         t.join(timeout=60)
     assert not errors, errors
-    assert stored_version(any_url) == "1"
+    assert stored_version(any_url) == "2"
 
 
 # --- a real deadlock on PostgreSQL -----------------------------------------------------------
