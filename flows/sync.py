@@ -120,7 +120,7 @@ def _logs_to_flow_run() -> Iterator[None]:
 @flow(name="sync-okrs", task_runner=ThreadPoolTaskRunner(max_workers=_workers()), log_prints=False)
 def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool = False,
               only: list[str] | None = None, as_of: datetime | None = None,
-              deadline: float | None = None) -> dict[str, Any]:
+              deadline: float | None = None, take_over: bool = False) -> dict[str, Any]:
     """Sync the key results of one or more config files into the OKR store.
 
     Args:
@@ -130,6 +130,7 @@ def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool =
         only: key result ids to sync (default: all).
         as_of: measure as of this moment (default: now); fills `{as_of}` in queries.
         deadline: seconds the whole run may spend measuring (each source also has its own).
+        take_over: move key results that another config file defines differently to these files.
 
     Returns:
         The run summary: counts and one entry per key result (value, progress, status, link, error).
@@ -138,7 +139,8 @@ def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool =
     with _logs_to_flow_run():
         plan = given.plan if given is not None else load_plan(config_paths, store)
         services = local_services(executor=PrefectExecutor(), on_progress=given.on_progress if given else None)
-        result = sync(plan, RunOptions(dry_run=dry_run, only=only, as_of=as_of, deadline=deadline), services)
+        result = sync(plan, RunOptions(dry_run=dry_run, only=only, as_of=as_of, deadline=deadline,
+                                       take_over=take_over), services)
     if result.get("store_error"):   # INFO: the CLI says it in one line itself; the UI's run log shows it too
         get_run_logger().info("nothing measured, the store is unusable: %s", result["store_error"])
     artifacts.publish(result)

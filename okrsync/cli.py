@@ -117,7 +117,7 @@ def run(configs: List[Path] = ConfigArgs,
         _fail_config(e)
     total = len(only) if only else len(plan.key_results)
     use_prefect = prefect if prefect is not None else prefect_api_url() is not None
-    if use_prefect and not dry_run:   # the flow checks too, but cannot take over: ask the store before it starts
+    if use_prefect and not dry_run:   # the flow checks too; asking first keeps a refusal to one line, not a task failure
         from flows.services import local_services
 
         try:
@@ -130,7 +130,7 @@ def run(configs: List[Path] = ConfigArgs,
     with render.progress_bar(err, total, enabled=not as_json) as advance:
         try:
             if use_prefect:
-                result = _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, advance, verbose)
+                result = _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, take_over, advance, verbose)
             else:
                 from flows.services import local_services
 
@@ -151,7 +151,7 @@ def run(configs: List[Path] = ConfigArgs,
     raise typer.Exit(1 if result["counts"]["failed"] else 0)
 
 
-def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, advance, verbose) -> dict:
+def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, take_over, advance, verbose) -> dict:
     """The same run as a Prefect flow run (one task per source), with the plan already loaded."""
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
@@ -161,7 +161,8 @@ def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, advance, 
         with prepared(plan, advance):
             # the flow uses the plan handed over; its parameters (shown in the UI) get the URL masked
             return sync_okrs(config_paths=[str(c) for c in configs], store=masked_url(store) if store else None,
-                             dry_run=dry_run, only=only or None, as_of=as_of, deadline=deadline)
+                             dry_run=dry_run, only=only or None, as_of=as_of, deadline=deadline,
+                             take_over=take_over)
     except (OkrSyncError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - Prefect could not run the flow: say so in one line
