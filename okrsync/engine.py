@@ -242,16 +242,14 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     outcomes: dict[str, Outcome | str] = dict(unrendered)
     services.progress(len(unrendered))
     calls = 0
-    # an unusable store is found before any source is asked: its error becomes every key result's
-    store_error = None if options.dry_run else services.executor.step(
-        "check-store", lambda: store_problem(services, plan.store_url))
+    # before any source is asked: an unusable store's error becomes every key result's, and a key
+    # result another config file owns is a ConfigError (both checks in one visit to the store)
+    store_error = None if options.dry_run else prepare_store(services, plan, krs, options.take_over)
     unusable = store_error
     if store_error is not None:
         services.progress(sum(len(b.requests) for b in batches))
         outcomes.update({r.kr_id: store_error for b in batches for r in b.requests})
         batches = []
-    elif not options.dry_run:                 # ConfigError if another config file owns one (before measuring)
-        services.executor.step("check-owners", lambda: check_owners(services.open_store, plan, krs, options.take_over))
     ends_at = None if options.deadline is None else time.monotonic() + options.deadline
     for batch, measured in services.executor.measure_all(batches, lambda b: measure_batch(services.registry, b, ends_at)):
         outcomes.update(measured)
@@ -292,16 +290,20 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     return result
 
 
-def store_problem(services: Services, url: str) -> str | None:
-    """Why the store cannot be used (opened, its schema current, a write taken), or None."""
+def prepare_store(services: Services, plan: Plan, krs: list[PlannedKeyResult], take_over: bool) -> str | None:
+    """Why the store cannot be used (opened, its schema current, a write taken), or None; ConfigError
+    if another config file owns one of `krs` (see check_owners)."""
     try:
-        store = services.open_store(url)
+        store = services.open_store(plan.store_url)
     except OkrSyncError as exc:
         return str(exc)
     try:
         check = getattr(store, "check_writable", None)   # a locked, read-only or unwritable store fails here
         if check is not None:
             check()
+        owners_in(store, plan, krs, take_over)
+    except ConfigError:
+        raise
     except OkrSyncError as exc:
         return str(exc)
     finally:
@@ -347,21 +349,26 @@ def owned_record(plan: Plan, kr: PlannedKeyResult) -> KeyResultRecord:
 
 
 def check_owners(open_store: Callable[[str], Any], plan: Plan, krs: list[PlannedKeyResult], take_over: bool) -> None:
+    """owners_in, on a store opened (and closed) for it."""
+    store = open_store(plan.store_url)
+    try:
+        owners_in(store, plan, krs, take_over)
+    finally:
+        store.close()
+
+
+def owners_in(store: Any, plan: Plan, krs: list[PlannedKeyResult], take_over: bool) -> None:
     """ConfigError naming both places of each key result the store has from another config file with
     a different definition (identical definitions are fine); with `take_over`, those move to this run's
     files instead. Rows written before owners were kept have none and are never refused."""
     records = {kr.id: owned_record(plan, kr) for kr in krs}
-    store = open_store(plan.store_url)
-    try:
-        stored = {s.kr_id: s for s in store.key_results(sorted(records))}
-        taken = [(kr, stored[kr.id]) for kr in krs if kr.id in stored and _owned_elsewhere(stored[kr.id], records[kr.id])]
-        if take_over and taken:
-            store.take_over([records[kr.id] for kr, _ in taken])
-            logger.warning("took over %s from %s", ", ".join(kr.id for kr, _ in taken),
-                           ", ".join(sorted({s.config_file for _, s in taken})))
-            return
-    finally:
-        store.close()
+    stored = {s.kr_id: s for s in store.key_results(sorted(records))}
+    taken = [(kr, stored[kr.id]) for kr in krs if kr.id in stored and _owned_elsewhere(stored[kr.id], records[kr.id])]
+    if take_over and taken:
+        store.take_over([records[kr.id] for kr, _ in taken])
+        logger.warning("took over %s from %s", ", ".join(kr.id for kr, _ in taken),
+                       ", ".join(sorted({s.config_file for _, s in taken})))
+        return
     if taken:
         raise ConfigError([ConfigIssue(kr.config_file, kr.line, kr.id, (
             f"{s.config_file}{f':{s.config_line}' if s.config_line else ''} defines this key result differently "
