@@ -94,3 +94,34 @@ def pg_url() -> Iterator[str]:
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                           "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
             admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture
+def restored_cli_loggers() -> Iterator[None]:
+    """The CLI sets okr-sync's loggers up as a process would (level, a stderr handler): undo it after."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("okrsync", "connectors")]
+    saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
+    yield
+    for logger, level, propagate, handlers in saved:
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.handlers[:] = handlers
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, restored_cli_loggers):
+    """`okr-sync ARGS...` in-process (typer's CliRunner, so coverage sees it), in tmp_path, with the
+    store at tmp_path/okr.db unless --store says otherwise. Returns typer's Result."""
+    from typer.testing import CliRunner
+
+    from okrsync.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OKR_SYNC_STORE", f"sqlite:///{tmp_path / 'okr.db'}")
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+    return invoke

@@ -3,33 +3,14 @@ by later runs, and the same output whether a run goes through Prefect or not."""
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from conftest import EXAMPLE
-from okrsync.cli import app
 
 AS_OF = "2026-11-20T12:00:00"
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("OKR_SYNC_STORE", raising=False)
-    runner = CliRunner()
-    loggers = [logging.getLogger(name) for name in ("okrsync", "connectors")]
-    saved = [(lg, lg.level, list(lg.handlers)) for lg in loggers]     # the CLI sets its loggers up, as a process would
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=False)
-    yield invoke
-    for logger, level, handlers in saved:
-        logger.setLevel(level)
-        logger.handlers[:] = handlers
 
 
 @pytest.fixture

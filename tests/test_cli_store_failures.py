@@ -5,7 +5,6 @@ written), while SqlStore.check_writable finds both up front. Once under Prefect 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import sqlite3
 import subprocess
@@ -37,16 +36,7 @@ objectives:
 """
 
 
-@pytest.fixture(autouse=True)
-def _cli_loggers_restored() -> Iterator[None]:
-    """`okr-sync run` points okr-sync's loggers at its console (propagate off): undo it for later tests."""
-    loggers = [logging.getLogger(name) for name in ("okrsync", "connectors")]
-    saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
-    yield
-    for lg, level, propagate, handlers in saved:
-        lg.setLevel(level)
-        lg.propagate = propagate
-        lg.handlers[:] = handlers
+pytestmark = pytest.mark.usefixtures("restored_cli_loggers")
 
 
 @pytest.fixture

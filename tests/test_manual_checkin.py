@@ -7,37 +7,18 @@ half whatever day the test runs; a value 30 % of the way then trails it by 18..2
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import sqlite3
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from conftest import EXAMPLE
-from okrsync.cli import app
 
 TODAY = date.today()
 PERIOD = f"period: {{start: {TODAY - timedelta(days=10)}, end: {TODAY + timedelta(days=10)}}}"
 THIRTY_PERCENT = "34.5"    # checkout-nps: baseline 30, target 45
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OKR_SYNC_STORE", f"sqlite:///{tmp_path / 'okr.db'}")
-    runner = CliRunner()
-    loggers = [logging.getLogger(name) for name in ("okrsync", "connectors")]
-    saved = [(lg, lg.level, list(lg.handlers)) for lg in loggers]     # the CLI sets its loggers up, as a process would
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=False)
-    yield invoke
-    for logger, level, handlers in saved:
-        logger.setLevel(level)
-        logger.handlers[:] = handlers
 
 
 def example(tmp_path: Path, thresholds: str = "") -> Path:

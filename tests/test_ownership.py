@@ -5,38 +5,19 @@ SQLite files; the schema step that adds owners once on PostgreSQL."""
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
-from typer.testing import CliRunner
 
 from conftest import EXAMPLE
 from connectors import sql_store
 from connectors.sql_store import open_store
-from okrsync.cli import app
 
 AS_OF = "2026-11-20T12:00:00"
 NPS_LINE = 18   # checkout-nps's `- id:` line in config/example.yaml
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OKR_SYNC_STORE", f"sqlite:///{tmp_path / 'okr.db'}")
-    runner = CliRunner()
-    loggers = [logging.getLogger(name) for name in ("okrsync", "connectors")]
-    saved = [(lg, lg.level, list(lg.handlers)) for lg in loggers]     # the CLI sets its loggers up, as a process would
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args), catch_exceptions=False)
-    yield invoke
-    for logger, level, handlers in saved:
-        logger.setLevel(level)
-        logger.handlers[:] = handlers
 
 
 def copy_example(tmp_path: Path, name: str, change: tuple[str, str] | None = None) -> Path:
