@@ -33,6 +33,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from functools import lru_cache
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -885,9 +886,11 @@ def _moment_text_postgresql(element: _MomentText, compiler: Any, **kw: Any) -> s
     return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US AD')"
 
 
-def _readable_checkin_columns() -> list[ColumnElement[Any]]:
-    """okr_checkins' columns, timestamps as text (see _MomentText) and numbers without conversion."""
-    return [_MomentText(c).label(c.name) if c.name in _MOMENT_COLUMNS else c for c in checkins_table.c]
+@lru_cache(maxsize=1)
+def _readable_checkin_columns() -> tuple[ColumnElement[Any], ...]:
+    """okr_checkins' columns, timestamps as text (see _MomentText) and numbers without conversion.
+    Built once: the same column objects let SQLAlchemy reuse its compiled statements."""
+    return tuple(_MomentText(c).label(c.name) if c.name in _MOMENT_COLUMNS else c for c in checkins_table.c)
 
 
 def _number(raw: Any) -> float | None:

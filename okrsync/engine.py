@@ -244,7 +244,8 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     calls = 0
     # before any source is asked: an unusable store's error becomes every key result's, and a key
     # result another config file owns is a ConfigError (both checks in one visit to the store)
-    store_error = None if options.dry_run else prepare_store(services, plan, krs, options.take_over)
+    owned = {} if options.dry_run else {kr.id: owned_record(plan, kr) for kr in krs}   # once: checked, then written
+    store_error = None if options.dry_run else prepare_store(services, plan, krs, options.take_over, owned)
     unusable = store_error
     if store_error is not None:
         services.progress(sum(len(b.requests) for b in batches))
@@ -262,7 +263,7 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
         records = checkins(results, run_id)
         failed = sum(1 for r in results if r.error)
         written = services.executor.step(
-            "write-checkins", lambda: write_checkins(services, plan, krs, records, run_id, started_at, failed))
+            "write-checkins", lambda: write_checkins(services, plan, krs, records, run_id, started_at, failed, owned))
         if isinstance(written, str):
             store_error = written
             logger.error("%s", store_error)
@@ -290,7 +291,8 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     return result
 
 
-def prepare_store(services: Services, plan: Plan, krs: list[PlannedKeyResult], take_over: bool) -> str | None:
+def prepare_store(services: Services, plan: Plan, krs: list[PlannedKeyResult], take_over: bool,
+                  owned: dict[str, KeyResultRecord] | None = None) -> str | None:
     """Why the store cannot be used (opened, its schema current, a write taken), or None; ConfigError
     if another config file owns one of `krs` (see check_owners)."""
     try:
@@ -301,7 +303,7 @@ def prepare_store(services: Services, plan: Plan, krs: list[PlannedKeyResult], t
         check = getattr(store, "check_writable", None)   # a locked, read-only or unwritable store fails here
         if check is not None:
             check()
-        owners_in(store, plan, krs, take_over)
+        owners_in(store, plan, krs, take_over, owned)
     except ConfigError:
         raise
     except OkrSyncError as exc:
@@ -312,7 +314,8 @@ def prepare_store(services: Services, plan: Plan, krs: list[PlannedKeyResult], t
 
 
 def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], records: list, run_id: str,
-                   started_at: datetime, failed: int) -> tuple[Any, dict[str, float]] | str:
+                   started_at: datetime, failed: int, owned: dict[str, KeyResultRecord] | None = None
+                   ) -> tuple[Any, dict[str, float]] | str:
     """Write the run's check-ins in one transaction. Returns (WriteReport, each key result's latest
     value before this run), the latter for "change since the previous check-in"; or the store's
     error (nothing of the run was written)."""
@@ -326,7 +329,8 @@ def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], 
         objective_ids = {kr.objective_id for kr in krs}
         report = store.write_sync(run_id=run_id, started_at=started_at,
                                   objectives=[o for o in plan.objectives if o.id in objective_ids],
-                                  key_results=[owned_record(plan, kr) for kr in krs], checkins=records,
+                                  key_results=[(owned or {}).get(kr.id) or owned_record(plan, kr) for kr in krs],
+                                  checkins=records,
                                   config_files=plan.files, failed=failed)
         return report, previous
     except OkrSyncError as exc:
@@ -357,11 +361,12 @@ def check_owners(open_store: Callable[[str], Any], plan: Plan, krs: list[Planned
         store.close()
 
 
-def owners_in(store: Any, plan: Plan, krs: list[PlannedKeyResult], take_over: bool) -> None:
+def owners_in(store: Any, plan: Plan, krs: list[PlannedKeyResult], take_over: bool,
+              owned: dict[str, KeyResultRecord] | None = None) -> None:
     """ConfigError naming both places of each key result the store has from another config file with
     a different definition (identical definitions are fine); with `take_over`, those move to this run's
     files instead. Rows written before owners were kept have none and are never refused."""
-    records = {kr.id: owned_record(plan, kr) for kr in krs}
+    records = owned or {kr.id: owned_record(plan, kr) for kr in krs}
     stored = {s.kr_id: s for s in store.key_results(sorted(records))}
     taken = [(kr, stored[kr.id]) for kr in krs if kr.id in stored and _owned_elsewhere(stored[kr.id], records[kr.id])]
     if take_over and taken:
