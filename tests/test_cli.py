@@ -6,9 +6,8 @@ import os
 import subprocess
 import sys
 
-import pytest
 
-from conftest import EXAMPLE, REPO
+from conftest import EXAMPLE
 
 
 def okr_sync(*args: str, cwd, env_extra: dict | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
