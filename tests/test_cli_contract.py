@@ -112,3 +112,22 @@ def test_checkin_refuses_a_value_that_is_not_finite(cli, example, value):
     assert "is not a value a key result can have: give a finite number" in done.stderr
     history = json.loads(cli("history", "checkout-nps", "--json").stdout)
     assert [c["kind"] for c in history] == ["automatic"]
+
+
+def test_a_store_password_never_reaches_prefect(cli, example, pg_url, prefect_harness):
+    """`run --store postgresql+psycopg://user:PASSWORD@...` through Prefect: the flow run's
+    parameters, its logs and the output show the URL with the password masked (issue #11, point 7)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    password = "canary-Pg-pa55word-9f2e"
+    url = pg_url.replace("postgres@", f"postgres:{password}@")      # trust auth: any password is accepted
+    done = cli("run", str(example), "--prefect", "--as-of", AS_OF, "--json", "--store", url)
+    assert done.exit_code == 0, done.output
+    assert password not in done.output and json.loads(done.stdout)["store"].startswith("postgresql+psycopg://postgres:***@")
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    assert run.parameters["store"] == url.replace(password, "***")
+    assert password not in json.dumps(run.parameters) + " ".join(log.message for log in logs)
