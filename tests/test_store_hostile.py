@@ -5,10 +5,8 @@ schema_version is refused, never rewritten. Real SQLite files and PostgreSQL (`p
 from __future__ import annotations
 
 import json
-import logging
 import math
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,16 +37,7 @@ objectives:
 """
 
 
-@pytest.fixture(autouse=True)
-def _cli_loggers_restored() -> Iterator[None]:
-    """`okr-sync run` points okr-sync's loggers at its console (propagate off): undo it for later tests."""
-    loggers = [logging.getLogger(name) for name in ("okrsync", "connectors")]
-    saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
-    yield
-    for lg, level, propagate, handlers in saved:
-        lg.setLevel(level)
-        lg.propagate = propagate
-        lg.handlers[:] = handlers
+pytestmark = pytest.mark.usefixtures("restored_cli_loggers")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
