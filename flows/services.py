@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from okrsync.engine import Executor, LocalExecutor, Services
-from okrsync.registry import default_registry
+from okrsync.registry import default_registry, default_targets
 
 
 def local_services(executor: Executor | None = None, on_progress: Callable[[int], None] | None = None) -> Services:
     """Services for one run: threads unless another executor is given (the Prefect flow's)."""
     return Services(registry=default_registry(), open_store=_open_store, post_webhook=_post_json,
-                    executor=executor or LocalExecutor(), on_progress=on_progress)
+                    executor=executor or LocalExecutor(), on_progress=on_progress, targets=default_targets())
 
 
 def _open_store(url: str) -> Any:

@@ -147,8 +147,10 @@ def run(configs: List[Path] = ConfigArgs,
         print(json.dumps(result, indent=2, default=str))
     else:
         render.run_table(out, result)
+        render.publish_lines(out, result.get("publish"), dry_run)
         _alerts_line(result.get("alerts"))
-    raise typer.Exit(1 if result["counts"]["failed"] else 0)
+    undelivered = sum(t.get("failed", 0) for t in (result.get("publish") or {}).values())
+    raise typer.Exit(1 if result["counts"]["failed"] or undelivered else 0)
 
 
 def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, take_over, advance, verbose) -> dict:
@@ -201,6 +203,7 @@ def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to t
         url, ids = plan.store_url, [kr.id for kr in plan.key_results]
     with _opened_store(url) as s:
         states = s.key_results(ids)
+        deliveries = s.delivery_states(list(plan.targets) if configs else None)
     if as_json:
         print(json.dumps([render.state_json(st) for st in states], indent=2, default=str))
         return
@@ -208,6 +211,63 @@ def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to t
         out.print(f"No key results in the store yet ({url}). Run `okr-sync run CONFIG` first.", highlight=False)
         return
     render.status_table(out, states)
+    render.delivery_lines(out, deliveries)
+
+
+@app.command()
+def publish(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
+            check: bool = typer.Option(False, "--check", help="check access to each target and that every mapped key "
+                                                              "result exists there; deliver nothing"),
+            as_json: bool = JsonOpt,
+            verbose: bool = typer.Option(False, "--verbose", "-v", help="show okr-sync's own logs")) -> None:
+    """Deliver the check-ins still pending for the configs' publish targets, without measuring.
+
+    Each check-in a run writes is queued for every publish target of its key result and delivered after
+    the write; what a target could not take (down, no access) stays pending and goes out with the next
+    run or with this command. Exit 1 if a delivery or a check failed."""
+    _log_to_stderr(logging.INFO if verbose else logging.WARNING)
+    try:
+        plan = load_plan(configs, store)
+    except ConfigError as e:
+        _fail_config(e)
+    from okrsync import delivery
+    from okrsync.registry import default_targets
+
+    if not plan.targets:
+        err.print(f"error: {', '.join(str(c) for c in configs)} defines no publish targets: add a `publish:` section "
+                  "(see the README, \"Publish to your OKR tool\")", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    if check:
+        checked = delivery.check_targets(plan, default_targets())
+        if as_json:
+            print(json.dumps(checked, indent=2, default=str))
+        else:
+            for name, c in checked.items():
+                verdict = "OK" if not c["problems"] else f"{len(c['problems'])} problem(s)"
+                out.print(f"{name} ({c['type']}): {verdict}, {c['key_results']} key result(s) mapped, {c['calls']} call(s)",
+                          markup=False, highlight=False, soft_wrap=True)
+                for p in c["problems"]:
+                    out.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1 if any(c["problems"] for c in checked.values()) else 0)
+    import uuid
+
+    from flows.services import local_services
+    from okrsync.engine import within_deadline
+
+    services = local_services()
+    try:
+        published = delivery.publish_pending(plan, services.open_store, services.targets, "publish-" + uuid.uuid4().hex[:8],
+                                             within=within_deadline)
+    except OkrSyncError as e:
+        _fail(e)
+    skipped = delivery.missing_ids(plan, plan.key_results)
+    for name, lines in skipped.items():
+        published["targets"][name]["skipped"] = lines
+    if as_json:
+        print(json.dumps(published["targets"], indent=2, default=str))
+    else:
+        render.publish_lines(out, published["targets"], dry_run=False)
+    raise typer.Exit(1 if any(t["failed"] for t in published["targets"].values()) else 0)
 
 
 @app.command()

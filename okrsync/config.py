@@ -30,7 +30,7 @@ from okrsync.progress import Thresholds
 from okrsync.records import KeyResultRecord, ObjectiveRecord
 from okrsync.redact import register
 from okrsync.refs import no_boolean
-from okrsync.registry import ConnectorUnusable, Registry, default_registry
+from okrsync.registry import ConnectorUnusable, Registry, default_registry, default_targets
 from okrsync.schedule import ScheduleConfig
 from okrsync.yamlsource import YamlSyntaxError, line_of, load_with_lines
 
@@ -209,6 +209,23 @@ class SourceRunSettings(BaseModel):
         "and the others are still written (default 120)"))
 
 
+def _publish_mapping(value: Any) -> Any:
+    if value is True:
+        raise ValueError("`publish: true` is the default: leave it out, write `publish: false` to opt out, or map "
+                         "target names to this key result's ids in them, e.g. {okr-jira: OKR-12}")
+    if isinstance(value, dict):
+        out = {}
+        for name, ext in value.items():
+            if isinstance(ext, bool) or not isinstance(ext, (str, int)) or not str(ext).strip():
+                raise ValueError(f"`{name}`: the key result's id in that target must be text or a number, e.g. OKR-12")
+            out[str(name)] = str(ext).strip()
+        return out
+    return value
+
+
+PublishMapping = Annotated[Union[Literal[False], dict[str, str]], BeforeValidator(_publish_mapping)]
+
+
 class KeyResultConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=ID_PATTERN, max_length=MAX_ID, description="unique across all config files, e.g. checkout-nps")
@@ -224,6 +241,9 @@ class KeyResultConfig(BaseModel):
         "keep", description="keep: a manual check-in newer than the last automatic one is not overwritten")
     schedule: ScheduleConfig | None = Field(None, description="this key result's own cadence (default: the file's)")
     stale_after: StaleAfter | None = None
+    publish: PublishMapping | None = Field(None, description=(
+        "the key result's id in publish targets that need one, e.g. {okr-jira: OKR-12, tability: 4815162342}; "
+        "false: publish it nowhere (by default it goes to every target of its file)"))
 
 
 class ObjectiveConfig(BaseModel):
@@ -244,15 +264,16 @@ class FileConfig(BaseModel):
     schedule: ScheduleConfig | None = Field(None, description="when `okr-sync serve` syncs this file")
     notify: NotifyConfig | None = Field(None, description="post alerts to a Slack-compatible webhook")
     stale_after: StaleAfter | None = None
+    publish: dict[str, Any] = Field(default_factory=dict)     # OKR tools that receive check-ins, each checked by its connector
 
-    @field_validator("sources")
+    @field_validator("sources", "publish")
     @classmethod
     def _source_names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
             if not re.match(ID_PATTERN, str(name)):
-                raise ValueError(f"source name {_clip(str(name), 40)!r} must be letters, digits, '-', '_' or '.'")
+                raise ValueError(f"name {_clip(str(name), 40)!r} must be letters, digits, '-', '_' or '.'")
             if len(str(name)) > MAX_ID:
-                raise ValueError(f"source name {_clip(str(name), 40)!r} is {len(str(name))} characters long: "
+                raise ValueError(f"name {_clip(str(name), 40)!r} is {len(str(name))} characters long: "
                                  f"keep it to at most {MAX_ID}")
         return value
 
@@ -267,6 +288,16 @@ class PlannedSource:
     config: Any              # the connector's validated SourceConfig
     config_file: str
     deadline: float = DEFAULT_DEADLINE   # seconds one run may spend measuring this source
+
+
+@dataclass(frozen=True)
+class PlannedTarget:
+    name: str                # unique in the plan: the same name in two files must mean the same settings
+    type: str
+    config: Any              # the target connector's validated TargetConfig
+    config_file: str
+    needs_external_id: bool
+    deadline: float = DEFAULT_DEADLINE   # seconds one run may spend delivering to this target
 
 
 @dataclass(frozen=True)
@@ -287,6 +318,7 @@ class PlannedKeyResult:
     line: int | None
     schedule: ScheduleConfig | None = None   # the key result's own `schedule:` (None: the file's)
     stale_after: timedelta | None = None     # its own, else its file's
+    publish: tuple[tuple[str, str | None], ...] = ()   # (target name, its id in that target or None)
 
     def record(self) -> KeyResultRecord:
         return KeyResultRecord(id=self.id, objective_id=self.objective_id, title=self.title,
@@ -304,6 +336,7 @@ class Plan:
     sources: dict[str, PlannedSource]
     schedules: dict[str, ScheduleConfig | None] = field(default_factory=dict)   # by config file
     notify: dict[str, NotifyConfig] = field(default_factory=dict)               # by config file
+    targets: dict[str, PlannedTarget] = field(default_factory=dict)             # publish targets, by name
 
     def source_of(self, kr: PlannedKeyResult) -> PlannedSource:
         return self.sources[kr.source_key]
@@ -492,10 +525,57 @@ def _check_source_and_metric(check: _FileChecker, top: FileConfig, out: dict[str
     return None
 
 
-def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tuple[_FileChecker, dict[str, Any]]:
+def _load_targets(check: _FileChecker, publish: dict[str, Any], targets: Registry, base_dir: Path) -> dict[str, Any]:
+    """The file's publish targets, each validated by its connector: name -> (type, config, deadline, needs id)."""
+    found: dict[str, Any] = {}
+    for name, raw in publish.items():
+        where, who = ("publish", name), f"publish.{name}"
+        if not isinstance(raw, dict):
+            check.add(where, who, "a publish target must be a mapping with `type:` and its settings")
+            continue
+        ttype = raw.get("type")
+        if not isinstance(ttype, str) or ttype not in targets:
+            close = difflib.get_close_matches(str(ttype), targets.types(), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"use one of: {', '.join(targets.types()) or '(none installed)'}"
+            check.add(where + (("type",) if ttype is not None else ()), who,
+                      f"unknown publish target type {ttype!r}: {hint}" if ttype is not None else f"`type` is missing: add `type:` ({hint})")
+            continue
+        try:
+            connector = targets.get(ttype)
+        except ConnectorUnusable as exc:
+            check.add(where + ("type",), who, str(exc))
+            continue
+        settings = dict(raw)
+        run = check.validate(SourceRunSettings, {"deadline": settings.pop("deadline")} if "deadline" in settings else {},
+                             where, who)
+        config = check.validate(connector.TargetConfig, settings, where, who, {"base_dir": base_dir})
+        if config is None or run is None:
+            continue
+        for problem in connector.check(config):
+            check.add(where, who, problem)
+        found[name] = (ttype, config, run.deadline, bool(connector.NEEDS_EXTERNAL_ID))
+    return found
+
+
+def _kr_targets(check: _FileChecker, kr: "KeyResultConfig", kwhere: tuple, klabel: str,
+                targets: dict[str, Any]) -> tuple[tuple[str, str | None], ...]:
+    """The key result's publish targets: every target of its file unless `publish: false`, with the ids it gives."""
+    if kr.publish is False:
+        return ()
+    mapping = kr.publish or {}
+    for name in mapping:
+        if name not in targets:
+            close = difflib.get_close_matches(name, list(targets), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else (f"defined targets: {', '.join(targets)}" if targets else "add it under `publish:` at the top of the file")
+            check.add(kwhere + ("publish", name), klabel, f"unknown publish target `{name}`: {hint}")
+    return tuple((name, mapping.get(name)) for name in targets)
+
+
+def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry,
+               targets: Registry | None = None) -> tuple[_FileChecker, dict[str, Any]]:
     check = _FileChecker(path)
     out: dict[str, Any] = {"period": None, "store": None, "thresholds": Thresholds(), "sources": {},
-                           "objectives": [], "krs": [], "schedule": None, "notify": None}
+                           "objectives": [], "krs": [], "schedule": None, "notify": None, "targets": {}}
     try:
         regular = stat.S_ISREG(path.stat().st_mode)
         text = path.read_text(encoding="utf-8") if regular else ""
@@ -523,7 +603,8 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
         top = FileConfig.model_construct(
             period=data.get("period") if _period_or_none(data.get("period")) else None, store=data.get("store") if isinstance(data.get("store"), str) else None,
             thresholds=ThresholdsConfig(), sources=data.get("sources") if isinstance(data.get("sources"), dict) else {},
-            objectives=data.get("objectives") if isinstance(data.get("objectives"), list) else [])
+            objectives=data.get("objectives") if isinstance(data.get("objectives"), list) else [],
+            publish=data.get("publish") if isinstance(data.get("publish"), dict) else {})
     if top.period is not None:
         try:
             out["period"] = parse_period(top.period)
@@ -536,6 +617,9 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
     file_stale = getattr(top, "stale_after", None)
 
     base_dir = path.parent
+    publish = getattr(top, "publish", None) or {}
+    if publish:
+        out["targets"] = _load_targets(check, publish, targets or default_targets(), base_dir)
     metrics_of: dict[str, list[tuple[Any, tuple, str]]] = defaultdict(list)   # by source: (metric, where, who)
     for name, raw in top.sources.items():
         where = ("sources", name)
@@ -621,7 +705,8 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry) -> tupl
                     id=kr.id, title=kr.title, objective_id=obj.id, source_name=kr.source, metric=metric,
                     baseline=kr.baseline, target=kr.target, unit=kr.unit, period=period, thresholds=th,
                     on_manual=kr.on_manual, config_file=str(path), line=line_of(check.lines, kwhere),
-                    schedule=kr.schedule, stale_after=_duration(kr.stale_after or file_stale)))
+                    schedule=kr.schedule, stale_after=_duration(kr.stale_after or file_stale),
+                    publish=_kr_targets(check, kr, kwhere, klabel, out["targets"])))
     for name, (stype, config, _) in out["sources"].items():  # offline checks that need the source's metrics
         used = metrics_of.get(name, [])
         for problem in registry.get(stype).check(config, [metric for metric, _, _ in used]):
@@ -692,7 +777,8 @@ def _register_password(url: str) -> None:
         pass
 
 
-def load_plan(paths: list[str | Path], store: str | None = None, registry: Registry | None = None) -> Plan:
+def load_plan(paths: list[str | Path], store: str | None = None, registry: Registry | None = None,
+              targets: Registry | None = None) -> Plan:
     """Validate config files into a Plan; raise ConfigError with every issue found.
 
     `registry` gives the source connectors (default: those installed as entry points)."""
@@ -701,7 +787,7 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
     seen_ids: dict[str, str] = {}
     loaded = []
     for p in paths:
-        check, out = _load_file(Path(p), seen_ids, registry)
+        check, out = _load_file(Path(p), seen_ids, registry, targets)
         issues.extend(check.issues)
         loaded.append((Path(p), check, out))
 
@@ -712,6 +798,7 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
     store_urls: dict[str, str] = {}
     schedules: dict[str, ScheduleConfig | None] = {}
     notify: dict[str, NotifyConfig] = {}
+    planned_targets: dict[str, PlannedTarget] = {}
     for path, check, out in loaded:
         schedules[str(path)] = out["schedule"]
         if out["notify"] is not None:
@@ -719,6 +806,14 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
         for name, (stype, config, deadline) in out["sources"].items():
             key = name if names.count(name) == 1 else f"{path.name}:{name}"
             sources[f"{path}\0{name}"] = PlannedSource(key, name, stype, config, str(path), deadline)
+        for name, (ttype, config, deadline, needs_id) in out["targets"].items():
+            planned = PlannedTarget(name, ttype, config, str(path), needs_id, deadline)
+            other = planned_targets.get(name)
+            if other is not None and (other.type, other.config, other.deadline) != (ttype, config, deadline):
+                issues.append(ConfigIssue(str(path), line_of(check.lines, ("publish", name)), f"publish.{name}",
+                                          f"{other.config_file} defines a publish target `{name}` with other settings: "
+                                          "give one of them another name, or make the two identical"))
+            planned_targets.setdefault(name, planned)
         objectives.extend(out["objectives"])
         for kr in out["krs"]:
             src = sources.get(f"{path}\0{kr.pop('source_name')}")
@@ -743,14 +838,23 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
     _register_password(store_url)
     return Plan(files=[str(p) for p in paths], store_url=store_url, objectives=objectives,
                 key_results=key_results, sources={s.key: s for s in sources.values()},
-                schedules=schedules, notify=notify)
+                schedules=schedules, notify=notify, targets=planned_targets)
 
 # ---------------------------------------------------------------------------- JSON Schema
 
 
-def json_schema(registry: Registry | None = None) -> dict[str, Any]:
-    """The JSON Schema of a config file, with every registered source type and metric."""
+def json_schema(registry: Registry | None = None, targets: Registry | None = None) -> dict[str, Any]:
+    """The JSON Schema of a config file, with every registered source type and metric, and every
+    registered publish target type."""
     registry = registry or default_registry()
+    targets = targets or default_targets()
+    target_models = [create_model(c.TargetConfig.__name__, __base__=c.TargetConfig, __module__=c.TargetConfig.__module__,
+                                  deadline=(float, SourceRunSettings.model_fields["deadline"]))
+                     for c in (targets.get(t) for t in targets.types())]
+    extra: dict[str, Any] = {}
+    if target_models:
+        target_union = Annotated[Union[tuple(target_models)], Field(discriminator="type")] if len(target_models) > 1 else target_models[0]
+        extra["publish"] = (dict[str, target_union], Field(default_factory=dict, description="OKR tools that receive check-ins, besides the store"))
     connectors = [registry.get(t) for t in registry.types()]
     with_run_settings = [create_model(c.SourceConfig.__name__, __base__=c.SourceConfig, __module__=c.SourceConfig.__module__,
                                       deadline=(float, SourceRunSettings.model_fields["deadline"]))
@@ -761,7 +865,7 @@ def json_schema(registry: Registry | None = None) -> dict[str, Any]:
     objective = create_model("Objective", __base__=ObjectiveConfig, key_results=(list[kr], Field(min_length=1)))
     config = create_model("OkrSyncConfig", __base__=FileConfig,
                           sources=(dict[str, source_union], Field(default_factory=dict)),
-                          objectives=(list[objective], Field(min_length=1)))
+                          objectives=(list[objective], Field(min_length=1)), **extra)
     schema = config.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "okr-sync config"

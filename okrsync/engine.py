@@ -26,7 +26,7 @@ from datetime import date, datetime, time as dtime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
-from okrsync import deadline
+from okrsync import deadline, delivery
 from okrsync.config import Plan, PlannedKeyResult, PlannedSource, render_metric
 from okrsync.contract import Outcome, run_batch, with_message
 from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError, SourceError
@@ -115,6 +115,8 @@ class Services:
     post_webhook: Callable[..., int] | None = None             # (url: SecretStr, payload, where=) -> calls
     executor: Executor = field(default_factory=LocalExecutor)
     on_progress: Callable[[int], None] | None = None           # n more key results done
+    targets: Registry | None = None                            # publish-target connectors (okrsync.publish)
+    flow_run: tuple[str, str | None] | None = None             # (Prefect flow-run id, its URL) when run as one
 
     def progress(self, n: int) -> None:
         if self.on_progress is not None and n:
@@ -276,6 +278,15 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
         before = previous.get(row["id"])
         row["previous"] = before
         row["change"] = None if before is None or row["value"] is None else round(row["value"] - before, 9)
+    if plan.targets:
+        if options.dry_run:
+            result["publish"] = delivery.preview(plan, krs, result["key_results"])
+        elif store_error is None:
+            published = services.executor.step(
+                "publish", lambda: _publish(plan, services, run_id, [kr.id for kr in krs]))
+            result["publish"] = published["targets"]
+            for row in result["key_results"]:
+                row["published"] = published["by_kr"].get(row["id"], {})
     if not options.dry_run and store_error is None and plan.notify and services.post_webhook is not None:
         from okrsync.notify import send_alerts
 
@@ -289,6 +300,24 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     logger.info("run %s: %d key results, %d synced, %d failed, %d written, %d source calls, %.2f s", run_id,
                 c["key_results"], c["synced"], c["failed"], c["written"], calls, result["seconds"])
     return result
+
+
+def _publish(plan: Plan, services: Services, run_id: str, kr_ids: list[str]) -> dict[str, Any]:
+    """The publish step: deliver the outbox to the plan's targets; a store that fails here fails every
+    target's line (the check-ins are written and stay queued for the next run)."""
+    skipped = delivery.missing_ids(plan, [kr for kr in plan.key_results if kr.id in set(kr_ids)])
+    try:
+        published = delivery.publish_pending(plan, services.open_store, services.targets, run_id, kr_ids,
+                                             within=within_deadline)
+    except OkrSyncError as exc:
+        message = scrub(f"could not deliver to the publish targets: {exc}")
+        logger.error("%s", message)
+        published = {"targets": {name: {"type": t.type, "delivered": 0, "kept_manual": 0, "failed": 0, "calls": 0,
+                                        "seconds": 0.0, "messages": [message]} for name, t in plan.targets.items()},
+                     "by_kr": {}}
+    for name, lines in skipped.items():
+        published["targets"][name]["skipped"] = lines
+    return published
 
 
 def prepare_store(services: Services, plan: Plan, krs: list[PlannedKeyResult], take_over: bool,
@@ -327,11 +356,14 @@ def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], 
         ids = [kr.id for kr in krs]
         previous = {s.kr_id: s.last.value for s in store.key_results(sorted(ids)) if s.last is not None}
         objective_ids = {kr.objective_id for kr in krs}
+        flow_run_id, flow_run_url = services.flow_run or (None, None)
         report = store.write_sync(run_id=run_id, started_at=started_at,
                                   objectives=[o for o in plan.objectives if o.id in objective_ids],
                                   key_results=[(owned or {}).get(kr.id) or owned_record(plan, kr) for kr in krs],
                                   checkins=records,
-                                  config_files=plan.files, failed=failed)
+                                  config_files=plan.files, failed=failed,
+                                  publish=delivery.queued_targets(plan, krs),
+                                  flow_run_id=flow_run_id, flow_run_url=flow_run_url)
         return report, previous
     except OkrSyncError as exc:
         return str(exc)

@@ -50,8 +50,9 @@ class CheckinRecord:
     query: str | None = None
     link: str | None = None
     run_id: str | None = None
-    kind: str = "automatic"          # "automatic" | "manual"
+    kind: str = "automatic"          # "automatic" | "manual" | "backfill"
     note: str | None = None
+    evidence: tuple[dict, ...] | None = None   # the tickets behind the number: [{"key": "PAY-12", "title": ...}]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class WriteReport:
     written: list[str] = field(default_factory=list)      # kr ids with a new check-in
     unchanged: list[str] = field(default_factory=list)    # same value as the last automatic check-in
     kept_manual: list[str] = field(default_factory=list)  # a newer manual check-in was kept (on_manual: keep)
+    queued: int = 0                                       # outbox rows queued for publish targets
 
     def outcomes(self) -> dict[str, str]:
         """What happened to each key result, by id (one pass, however many there are)."""

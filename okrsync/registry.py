@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import metadata
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from okrsync.contract import contract_problems
 
@@ -27,9 +27,12 @@ class ConnectorUnusable(Exception):
 class Registry:
     """Source connectors by type. Values are connectors, or zero-argument loaders of one."""
 
-    def __init__(self, connectors: Mapping[str, Any]):
+    def __init__(self, connectors: Mapping[str, Any], kind: str = "source",
+                 problems: Callable[[Any], list[str]] = contract_problems):
         self._entries = dict(connectors)
         self._loaded: dict[str, Any] = {}
+        self.kind = kind                  # "source" or "publish target", for messages
+        self._problems = problems
 
     def types(self) -> list[str]:
         return sorted(self._entries)
@@ -45,11 +48,11 @@ class Registry:
         try:
             connector = entry.load() if isinstance(entry, metadata.EntryPoint) else entry
         except Exception as exc:  # noqa: BLE001 - a broken plug-in is reported, never a traceback
-            raise ConnectorUnusable(f"the connector for source type `{source_type}` could not be loaded "
+            raise ConnectorUnusable(f"the connector for {self.kind} type `{source_type}` could not be loaded "
                                     f"({exc.__class__.__name__}: {exc}): reinstall the package that provides it") from None
-        problems = contract_problems(connector)
+        problems = self._problems(connector)
         if problems:
-            raise ConnectorUnusable(f"the connector for source type `{source_type}` {'; '.join(problems)}")
+            raise ConnectorUnusable(f"the connector for {self.kind} type `{source_type}` {'; '.join(problems)}")
         self._loaded[source_type] = connector
         return connector
 
@@ -61,4 +64,13 @@ def default_registry() -> Registry:
     return Registry(found)
 
 
-__all__ = ["ENTRY_POINT_GROUP", "Registry", "ConnectorUnusable", "default_registry"]
+@lru_cache(maxsize=1)
+def default_targets() -> Registry:
+    """Every publish target installed under the `okr_sync.targets` entry-point group."""
+    from okrsync import publish
+
+    found = {ep.name: ep for ep in metadata.entry_points(group=publish.ENTRY_POINT_GROUP)}
+    return Registry(found, kind="publish target", problems=publish.contract_problems)
+
+
+__all__ = ["ENTRY_POINT_GROUP", "Registry", "ConnectorUnusable", "default_registry", "default_targets"]

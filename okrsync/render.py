@@ -148,3 +148,46 @@ def state_json(s: KeyResultState) -> dict[str, Any]:
     data = asdict(s)
     data["last"] = checkin_json(s.last) if s.last else None
     return data
+
+
+PREVIEW_ROWS = 10   # key results listed per target in a dry run's preview (all of them are in --json)
+
+
+def publish_lines(console: Console, published: dict[str, Any] | None, dry_run: bool) -> None:
+    """After a run with `publish:` targets: per target what was delivered (or, in a dry run, what would
+    be written), then one line per key result kept, failed or skipped there."""
+    if not published:
+        return
+    for name, t in published.items():
+        if dry_run:
+            would = t.get("would_write", [])
+            shown = "; ".join(f"{w['kr']} {_num(w['value'])}"
+                              + (f" ({_pct(w['progress'])}, {w['status']})" if w.get("progress") is not None else "")
+                              for w in would[:PREVIEW_ROWS])
+            more = f"; and {len(would) - PREVIEW_ROWS} more" if len(would) > PREVIEW_ROWS else ""
+            console.print(f"{name} ({t['type']}) would be sent {len(would)} value(s)" + (f": {shown}{more}" if would else ""),
+                          markup=False, highlight=False, soft_wrap=True)
+        else:
+            parts = [f"{t['delivered']} delivered"]
+            if t["kept_manual"]:
+                parts.append(f"{t['kept_manual']} kept manual")
+            if t["failed"]:
+                parts.append(f"{t['failed']} failed (retried on the next run)")
+            console.print(f"{name} ({t['type']}): {', '.join(parts)}, {t['calls']} call(s)",
+                          markup=False, highlight=False, soft_wrap=True)
+        for line in t.get("messages", []) + t.get("skipped", []):
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+def delivery_lines(console: Console, states: list[dict[str, Any]]) -> None:
+    """`status`: per publish target, what is pending (and failing, with the latest error) and delivered."""
+    for s in states:
+        line = f"publish {s['target']}: {s['pending']} pending"
+        if s["failing"]:
+            line += f" ({s['failing']} failed at least once)"
+        line += f", {s['delivered']} delivered"
+        if s["kept_manual"]:
+            line += f", {s['kept_manual']} kept a manual value"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        if s.get("last_error"):
+            console.print(f"  last error: {s['last_error']}", markup=False, highlight=False, soft_wrap=True)

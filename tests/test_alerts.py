@@ -440,7 +440,7 @@ def test_a_claimed_alert_is_delivered_by_one_run_and_released_on_failure(kr_stor
     store.finish_alerts([mine.id], run_id="r1", delivered=False)                        # r1 could not post
     (retry,) = store.update_watch(run_id="r3", kr_ids=["nps"], decide=nothing_new)
     assert (retry.id, retry.attempts) == (mine.id, 1)
-    monkeypatch.setattr(sql_store, "ALERT_CLAIM_TIMEOUT", timedelta(0))                 # r3 vanished ...
+    monkeypatch.setattr(sql_store.alert_queue, "ALERT_CLAIM_TIMEOUT", timedelta(0))                 # r3 vanished ...
     (again,) = store.update_watch(run_id="r4", kr_ids=["nps"], decide=nothing_new)     # ... r4 takes over
     store.finish_alerts([again.id], run_id="r3", delivered=True)                        # too late: not r3's now
     assert store.alerts()[0].sent_at is None

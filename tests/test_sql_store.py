@@ -124,9 +124,9 @@ def test_schema_created_on_first_use_and_version_recorded(sqlite_url: str) -> No
     tables = set(inspect(engine).get_table_names())
     indexes = {i["name"] for i in inspect(engine).get_indexes("okr_checkins")}
     engine.dispose()
-    assert tables == {"okr_meta", "okr_objectives", "okr_key_results", "okr_checkins", "okr_runs"}
+    assert tables == {"okr_meta", "okr_objectives", "okr_key_results", "okr_checkins", "okr_runs", "okr_outbox"}
     assert "ix_okr_checkins_kr_observed" in indexes
-    assert stored_version(sqlite_url) == str(schema_version()) == "2"
+    assert stored_version(sqlite_url) == str(schema_version()) == "3"
 
 
 def test_reopening_an_existing_store_keeps_its_data(sqlite_url: str) -> None:
@@ -147,7 +147,7 @@ def test_version_zero_store_is_migrated(tmp_path: Path) -> None:
     url = f"sqlite:///{path}"
     with open_store(url) as store:
         assert sync(store, {"kr-01": 1}).written == ["kr-01"]
-    assert stored_version(url) == "2"
+    assert stored_version(url) == "3"
 
 
 def test_older_store_is_upgraded_step_by_step(
@@ -157,21 +157,21 @@ def test_older_store_is_upgraded_step_by_step(
         sync(store, {"kr-01": 10})
     calls: list[str] = []
 
-    def add_confidence(conn: Connection) -> None:  # a future version 3
+    def add_confidence(conn: Connection) -> None:  # a future version 4
         calls.append("v3")
         conn.exec_driver_sql("ALTER TABLE okr_checkins ADD COLUMN confidence REAL")
 
-    def add_tag(conn: Connection) -> None:  # a future version 4
+    def add_tag(conn: Connection) -> None:  # a future version 5
         calls.append("v4")
         conn.exec_driver_sql("ALTER TABLE okr_objectives ADD COLUMN tag TEXT")
 
-    monkeypatch.setattr(sql_store, "MIGRATIONS", [*sql_store.MIGRATIONS, add_confidence, add_tag])
+    monkeypatch.setattr(sql_store.schema, "MIGRATIONS", [*sql_store.MIGRATIONS, add_confidence, add_tag])
     with open_store(sqlite_url) as store:
         assert [c.value for c in store.history("kr-01")] == [10]
     with open_store(sqlite_url):  # already current: no step runs twice
         pass
     assert calls == ["v3", "v4"]
-    assert stored_version(sqlite_url) == "4"
+    assert stored_version(sqlite_url) == "5"
     engine = create_engine(sqlite_url)
     columns = {c["name"] for c in inspect(engine).get_columns("okr_checkins")}
     engine.dispose()
@@ -187,11 +187,11 @@ def test_failed_migration_step_leaves_the_store_as_it_was(
         conn.exec_driver_sql("ALTER TABLE okr_checkins ADD COLUMN confidence REAL")
         conn.exec_driver_sql("ALTER TABLE okr_no_such_table ADD COLUMN x TEXT")
 
-    monkeypatch.setattr(sql_store, "MIGRATIONS", [*sql_store.MIGRATIONS, broken])
+    monkeypatch.setattr(sql_store.schema, "MIGRATIONS", [*sql_store.MIGRATIONS, broken])
     with pytest.raises(StoreError) as error:
         open_store(sqlite_url)
     assert_one_line(error)
-    assert stored_version(sqlite_url) == "2"
+    assert stored_version(sqlite_url) == "3"
     engine = create_engine(sqlite_url)
     columns = {c["name"] for c in inspect(engine).get_columns("okr_checkins")}
     engine.dispose()
@@ -454,7 +454,7 @@ def test_concurrent_first_use_creates_the_schema_once(any_url: str) -> None:
     for t in threads:
         t.join(timeout=60)
     assert not errors, errors
-    assert stored_version(any_url) == "2"
+    assert stored_version(any_url) == "3"
 
 
 # --- a real deadlock on PostgreSQL -----------------------------------------------------------
@@ -530,7 +530,7 @@ def test_postgres_deadlock_victim_is_retried(pg_url: str) -> None:
 
 def test_postgres_deadlock_without_a_retry_fails_and_writes_nothing(pg_url: str, monkeypatch) -> None:
     """The same deadlock with the retry taken away: the run fails whole, so the retry is what saves it."""
-    monkeypatch.setattr(sql_store, "DEADLOCK_ATTEMPTS", 1)
+    monkeypatch.setattr(sql_store.store, "DEADLOCK_ATTEMPTS", 1)
     with open_store(pg_url) as store:
         sync(store, {"kr-01": 10, "kr-02": 20})
         with crossing_locks(pg_url) as seen, pytest.raises(StoreError) as error:
