@@ -270,6 +270,37 @@ def publish(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
     raise typer.Exit(1 if any(t["failed"] for t in published["targets"].values()) else 0)
 
 
+@app.command("import")
+def import_okrs(target_type: str = typer.Argument(..., help="the OKR tool: notion, google_sheets, jira, tability"),
+                setting: Optional[List[str]] = typer.Option(None, "--setting", "-s",
+                                                            help="a target setting as KEY=VALUE, as under `publish:` "
+                                                                 "(repeatable), e.g. -s 'token=${NOTION_TOKEN}'"),
+                name: Optional[str] = typer.Option(None, "--name", help="the target's name in the config (default okr-TYPE)"),
+                out_file: Optional[Path] = typer.Option(None, "--out", help="write the YAML here (default: print it)")) -> None:
+    """Write a starter config of the objectives and key results already in an OKR tool.
+
+    Ids, titles, baseline and target where the tool has them, and the `publish:` mapping; each key result
+    gets an empty `metric:` and `source: TODO` that `okr-sync validate` then asks you to fill in."""
+    from okrsync import starter
+    from okrsync.registry import default_targets
+
+    try:
+        text, count = starter.import_config(default_targets(), target_type, setting or [], name, Path.cwd())
+    except ConfigError as e:
+        _fail_config(e)
+    except OkrSyncError as e:
+        _fail(e)
+    if out_file is None:
+        print(text, end="")
+        return
+    if out_file.exists():
+        err.print(f"error: {out_file} exists: choose another --out, or move it away first", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    out_file.write_text(text, encoding="utf-8")
+    out.print(f"Wrote {count} key result(s) to {out_file}; fill in each `source:` and `metric:`, then run "
+              f"`okr-sync validate {out_file}`.", markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def history(kr_id: str = typer.Argument(..., help="key result id"),
             store: Optional[str] = StoreOpt, as_json: bool = JsonOpt) -> None:
