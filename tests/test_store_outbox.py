@@ -139,3 +139,11 @@ def test_a_claim_of_a_run_that_vanished_expires(sqlite_url, monkeypatch):
         assert again.id == held.id and again.idempotency_key == held.idempotency_key
         store.finish_deliveries("gone", {held.id: DeliveryResult("delivered", sent_value=38)})   # too late: not its own
         assert store.delivery_states()[0]["pending"] == 1
+
+
+def test_the_sql_store_is_an_okr_store(sqlite_url):
+    from okrsync.store import OkrStore
+
+    with open_store(sqlite_url) as store:
+        assert isinstance(store, OkrStore)
+    assert not isinstance(object(), OkrStore)
