@@ -4,6 +4,8 @@
         ...            # post to hook.url
         hook.posts     # [{"text": ...}, ...], one per accepted POST
         hook.answers = [(500, "rollup_error", {})]   # answer the next POSTs like this, then 200 "ok"
+        hook.received  # [(headers, raw body bytes), ...] of the POSTs answered 200, for signature checks
+        hook.stall = 1.0   # wait this long before answering each POST (a client's read timeout)
 
 It answers like Slack: 200 "ok" on its path, 404 "no_service" elsewhere. It runs in a daemon
 thread and stops when the `with` block ends.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -22,6 +25,8 @@ class WebhookReceiver:
         self.posts: list[dict[str, Any]] = []       # bodies of the POSTs answered 200
         self.requests: list[str] = []               # every request line's path, answered or not
         self.answers: list[tuple[int, str, dict[str, str]]] = []
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.stall = 0.0
         self._lock = threading.Lock()
         receiver = self
 
@@ -29,6 +34,8 @@ class WebhookReceiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                if receiver.stall:
+                    time.sleep(receiver.stall)
                 with receiver._lock:
                     receiver.requests.append(self.path)
                     if self.path != receiver.path:
@@ -38,6 +45,7 @@ class WebhookReceiver:
                     else:
                         status, text, headers = 200, "ok", {}
                         receiver.posts.append(json.loads(body))
+                        receiver.received.append((dict(self.headers.items()), body))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
