@@ -201,3 +201,20 @@ def test_check_posts_one_signed_ping(hook, tmp_path):
     ping = verify_as_the_docs_say(body, headers[okr_webhook.SIGNATURE_HEADER])
     assert (ping["type"], ping["checkins"]) == ("okr-sync.ping", [])
     jsonschema.validate(ping, okr_webhook.PAYLOAD_SCHEMA)
+
+
+def test_run_on_the_command_line_posts_once_and_never_shows_the_url(hook, cli, tmp_path):
+    from okrsync.registry import default_targets
+
+    if "webhook" not in default_targets():
+        pytest.skip("the installed okr-sync does not register the webhook target (pip install -e . registers it)")
+    path = write(tmp_path, {"nps": 40})
+    first = cli("run", path)
+    assert first.exit_code == 0 and "okr-hook (webhook): 1 delivered, 1 call(s)" in first.output
+    hook.answers = [(410, "gone", {})]
+    write(tmp_path, {"nps": 41})
+    gone = cli("run", path)
+    assert "answered HTTP 410 (gone): nothing receives at that address any more" in gone.output
+    checked = cli("publish", path, "--check")
+    assert checked.exit_code == 0 and "okr-hook (webhook): OK" in checked.output
+    assert all(CANARY not in r.output and SECRET not in r.output for r in (first, gone, checked))

@@ -302,3 +302,25 @@ def test_checkins_are_read_strictly(fake):
                                 "body": None, "created_at": "2023-11-23T11:27:38.219Z"})
     assert parsed is not None and parsed.score is None and parsed.day == date(2023, 11, 16) and parsed.body == ""
     assert api.parse_checkin(["not", "a", "checkin"]) is None and api.parse_checkin({"score": 1}) is None
+
+
+def test_run_publish_and_status_on_the_command_line_never_show_the_token(fake, cli, tmp_path, monkeypatch):
+    if "tability" not in default_targets():
+        pytest.skip("the installed okr-sync does not register the tability target (pip install -e . registers it)")
+    a, b = outcomes(fake, 2)
+    path = write(tmp_path, fake, {"nps": 40, "uptime": 97}, {"nps": a.id, "uptime": b.id})
+    fake.echo_auth = True
+    monkeypatch.setenv("TABILITY_TOKEN", WRONG)
+    refused = cli("run", path)
+    assert "tability (tability): 0 delivered, 2 failed (retried on the next run), 1 call(s)" in refused.output
+    assert "Tability refused the token in environment variable TABILITY_TOKEN (HTTP 401" in refused.output
+    status = cli("status")
+    assert "publish tability: 2 pending" in status.output
+    checked = cli("publish", path, "--check")
+    assert checked.exit_code == 1 and "tability (tability): 1 problem(s)" in checked.output
+    assert all(WRONG not in r.output for r in (refused, status, checked))
+
+    monkeypatch.setenv("TABILITY_TOKEN", fake.token)
+    sent = cli("publish", path)
+    assert sent.exit_code == 0 and "tability (tability): 2 delivered, 4 call(s)" in sent.output
+    assert [len(fake.checkins_of(o)) for o in (a, b)] == [1, 1]
