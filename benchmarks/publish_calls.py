@@ -36,7 +36,7 @@ TARGETS = Registry({"tability": tability, "webhook": okr_webhook}, kind="publish
 def write(folder: Path, values: list[int], outcome_ids: list[str], site: FakeTability) -> Path:
     (folder / "m.csv").write_text("name,value\n" + "".join(f"k{i},{v}\n" for i, v in enumerate(values)), encoding="utf-8")
     lines = ["period: 2026-Q4", "sources:", "  m: {type: spreadsheet, path: m.csv}", "publish:",
-             f'  tability: {{type: tability, token: "${{TABILITY_TOKEN}}", workspace: acme, api_base: "{site.api_base}"}}',
+             f'  tability: {{type: tability, token: "${{TABILITY_TOKEN}}", workspace: acme, base_url: "{site.base_url}"}}',
              '  okr-hook: {type: webhook, url: "${OKR_HOOK_URL}", secret: "${OKR_HOOK_SECRET}"}',
              "objectives:", "  - id: obj", "    title: Objective", "    key_results:"]
     for i, outcome in enumerate(outcome_ids):

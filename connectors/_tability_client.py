@@ -175,10 +175,10 @@ def parse_checkin(item: Any) -> Checkin | None:
 class Client:
     """Tability's API v2 for one workspace, as one user (a personal API token). `calls`: requests sent."""
 
-    def __init__(self, token: SecretStr, workspace: str, *, token_where: str, api_base: str = API_BASE,
+    def __init__(self, token: SecretStr, workspace: str, *, token_where: str, base_url: str = API_BASE,
                  timeout: tuple[float, float] = TIMEOUT):
         self.workspace = workspace
-        self.api_base = api_base.rstrip("/")
+        self.base_url = base_url.rstrip("/")
         self.token_where = token_where                 # "environment variable TABILITY_TOKEN", never the value
         self.timeout = timeout
         self.calls = 0
@@ -196,7 +196,7 @@ class Client:
     def whoami(self) -> dict[str, Any]:
         body, _ = self._get("/whoami", "check the token")
         if not isinstance(body, dict):
-            raise TabilityError(f"Tability's /whoami answered {_what(body)}, not a user: check `api_base`")
+            raise TabilityError(f"Tability's /whoami answered {_what(body)}, not a user: check `base_url`")
         return body
 
     def plans(self, pages: int = MAX_PAGES) -> list[dict[str, Any]]:
@@ -229,7 +229,7 @@ class Client:
             unsure[0] = False
             self.calls += 1
             try:
-                response = self._session.post(self.api_base + path, data=data, timeout=self.timeout,
+                response = self._session.post(self.base_url + path, data=data, timeout=self.timeout,
                                               headers={"Content-Type": "application/json"})
             except (requests.ConnectTimeout, requests.exceptions.ProxyError):
                 raise                                          # never reached Tability: safe to send again
@@ -255,7 +255,7 @@ class Client:
     # -- plumbing
 
     def _get(self, path: str, what: str, page: int | None = None) -> tuple[Any, requests.Response]:
-        url = self.api_base + path
+        url = self.base_url + path
         params = {"page": page} if page is not None else None
 
         def attempt() -> tuple[Any, requests.Response]:
@@ -268,7 +268,7 @@ class Client:
                 if _http.says_json(response):
                     raise _http.CutShort() from None
                 raise TabilityError(f"Tability answered a page that is not JSON when asked to {what}: "
-                                    "check `api_base` (it should be https://api.tability.app/v2)") from None
+                                    "check `base_url` (it should be https://api.tability.app/v2)") from None
 
         return self._call(attempt, path, what, _http.fault_of)
 
@@ -282,7 +282,7 @@ class Client:
             body, response = self._get(path, what, page)
             if not isinstance(body, list):
                 raise TabilityError(f"Tability answered {_what(body)} when asked to {what}, not a list: "
-                                    "check `api_base` and `workspace`")
+                                    "check `base_url` and `workspace`")
             items.extend(body)
             nxt = next_page(response.headers.get("Link"))
             if nxt is None or nxt in seen or not body:
@@ -309,10 +309,10 @@ class Client:
             raise TargetDown(f"Tability failed {ended.tries} times to {what} ({why}): the check-ins stay pending for "
                              "the next run") from None
         except _Unsure as exc:                                  # not worth retrying (a refused connection)
-            raise TargetDown(f"Tability could not be reached to {what} ({_fault_words(exc.error)}): check `api_base` "
+            raise TargetDown(f"Tability could not be reached to {what} ({_fault_words(exc.error)}): check `base_url` "
                              "and the network; the check-ins stay pending") from None
         except requests.RequestException as exc:
-            raise TargetDown(f"Tability could not be reached to {what} ({_fault_words(exc)}): check `api_base` and the "
+            raise TargetDown(f"Tability could not be reached to {what} ({_fault_words(exc)}): check `base_url` and the "
                              "network; the check-ins stay pending") from None
 
     def _check(self, response: requests.Response, what: str) -> None:

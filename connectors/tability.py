@@ -82,7 +82,7 @@ class TargetConfig(BaseModel):
     workspace: str = Field(min_length=1, description="the workspace's slug (as in https://tability.app/acme/...) or id")
     plan: str | None = Field(None, description="a plan (id, Nano ID or title): `okr-sync import` reads only it, and "
                                                "`publish --check` finds the outcomes in it with one read")
-    api_base: str = Field(API_BASE, description="the API's address, for a proxy or a test double")
+    base_url: str = Field(API_BASE, description="the API's address, for a proxy or a test double")
 
 
 def check(target: TargetConfig) -> list[str]:
@@ -95,16 +95,16 @@ def check(target: TargetConfig) -> list[str]:
             hint = f" (from that address: `workspace: {parts[0]}`)"
         problems.append(f"`workspace: {target.workspace}` is not a Tability workspace slug or id: write the part of "
                         f"your Tability address after tability.app/{hint}")
-    base = urlsplit(target.api_base)
+    base = urlsplit(target.base_url)
     if base.scheme not in ("http", "https") or not base.netloc or base.query or base.username:
-        problems.append(f"`api_base: {target.api_base}` is not an http(s) address without credentials or a query: "
+        problems.append(f"`base_url: {target.base_url}` is not an http(s) address without credentials or a query: "
                         f"leave it out to use {API_BASE}")
     return problems
 
 
 def connect(target: TargetConfig) -> Client:
     return Client(target.token.reveal(), target.workspace, token_where=target.token.describe(),
-                  api_base=target.api_base)
+                  base_url=target.base_url)
 
 # ---------------------------------------------------------------------------- deliver
 

@@ -110,7 +110,7 @@ class FakeTability:
         self.stop()
 
     @property
-    def api_base(self) -> str:
+    def base_url(self) -> str:
         return f"{self._server.url}/v2"
 
     def now(self) -> float:

@@ -41,7 +41,7 @@ def outcomes(site: FakeTability, n: int) -> list:
 def write(tmp_path, site: FakeTability, values: dict[str, float], ids: dict[str, str], extra: str = "",
           settings: str | None = None, deadline: float | None = None) -> str:
     (tmp_path / "m.csv").write_text("name,value\n" + "".join(f"{k},{v}\n" for k, v in values.items()), encoding="utf-8")
-    settings = settings or f'type: tability, token: "${{TABILITY_TOKEN}}", workspace: acme, api_base: "{site.api_base}"'
+    settings = settings or f'type: tability, token: "${{TABILITY_TOKEN}}", workspace: acme, base_url: "{site.base_url}"'
     if deadline is not None:
         settings += f", deadline: {deadline}"
     lines = ["period: 2026-Q4", "sources:", "  m: {type: spreadsheet, path: m.csv}", "publish:",
@@ -203,7 +203,7 @@ def test_a_refused_token_fails_the_batch_in_one_line_and_is_never_shown(fake, tm
      "(from that address: `workspace: acme`)"),
     ("type: tability, token: tab-secret-plain, workspace: acme", "plain-text secrets are not allowed"),
     ('type: tability, token: "${TABILITY_TOKEN}"', "workspace"),
-    ('type: tability, token: "${TABILITY_TOKEN}", workspace: acme, api_base: "ftp://x"', "is not an http(s) address"),
+    ('type: tability, token: "${TABILITY_TOKEN}", workspace: acme, base_url: "ftp://x"', "is not an http(s) address"),
 ])
 def test_bad_settings_are_one_line_naming_the_file_and_the_fix(fake, tmp_path, settings, expected):
     (a,) = outcomes(fake, 1)
@@ -238,7 +238,7 @@ def test_import_writes_a_starter_config_of_the_plans_and_their_outcomes(fake, tm
     fake.add_outcome(plan, "Cut p95 latency to 300 ms", 800, 300)
     fake.add_outcome(fake.add_plan("Old plan", archived=True), "Stale", 0, 1)
     fake.per_page = 1                           # pages are followed
-    settings = ["token=${TABILITY_TOKEN}", "workspace=acme", f"api_base={fake.api_base}"]
+    settings = ["token=${TABILITY_TOKEN}", "workspace=acme", f"base_url={fake.base_url}"]
     text, count = starter.import_config(TARGETS, "tability", settings, None, tmp_path)
     doc = yaml.safe_load(text)
     assert count == 2 and doc["publish"]["okr-tability"]["workspace"] == "acme"
@@ -260,7 +260,7 @@ def test_okr_sync_import_tability_on_the_command_line(fake, cli):
     plan = fake.add_plan("Q4")
     fake.add_outcome(plan, "Raise NPS", 30, 45)
     result = cli("import", "tability", "-s", "token=${TABILITY_TOKEN}", "-s", "workspace=acme",
-                 "-s", f"api_base={fake.api_base}")
+                 "-s", f"base_url={fake.base_url}")
     assert result.exit_code == 0, result.output
     assert "Raise NPS" in result.output and fake.token not in result.output
 
