@@ -215,17 +215,18 @@ class Client:
     # -- the one write
 
     def create_checkin(self, outcome: str, payload: dict[str, Any], *, already_there: Callable[[list[Checkin]], bool]
-                       ) -> bool:
-        """POST a check-in; True if it was created, False if a retry found it already there (`already_there`
-        judges the outcome's check-ins, read again after an answer that left it unknown)."""
+                       ) -> Checkin | None:
+        """POST a check-in: the check-in Tability answers with (None if its answer holds none, or if a retry found
+        it already there: `already_there` judges the outcome's check-ins, read again after an answer that left
+        it unknown)."""
         path = checkins_path(self.workspace, outcome)
         what = f"write a check-in on outcome {outcome}"
         data = json.dumps(payload).encode("utf-8")
         unsure = [False]
 
-        def attempt() -> bool:
+        def attempt() -> Checkin | None:
             if unsure[0] and already_there(self.checkins(outcome)):
-                return False                                   # the earlier POST was taken after all
+                return None                                    # the earlier POST was taken after all
             unsure[0] = False
             self.calls += 1
             try:
@@ -240,7 +241,10 @@ class Client:
                 unsure[0] = True
                 raise _Unsure(_http.StatusError(response))
             self._check(response, what)
-            return True
+            try:
+                return parse_checkin(response.json())
+            except ValueError:
+                return None
 
         def classify(exc: BaseException) -> _http.Fault | None:
             if isinstance(exc, _Unsure):

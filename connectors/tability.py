@@ -33,6 +33,7 @@ import re
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Iterator, Literal, Sequence
 from urllib.parse import urlsplit
 
@@ -153,9 +154,10 @@ def _deliver_one(client: Client, target: TargetConfig, outcome: str, d: Delivery
         return delivered(d)
     day = d.observed_at.date()
     payload = checkin_body(d.value, day, CONFIDENCE.get(d.status or ""), body_text(d))
-    client.create_checkin(outcome, payload, already_there=lambda seen: _taken(seen, d))
-    history.append(Checkin(id=f"new:{d.idempotency_key}", day=day, score=d.value, body=payload["checkin"]["body"],
-                           created_at=None))
+    made = client.create_checkin(outcome, payload, already_there=lambda seen: _taken(seen, d))
+    created = made.created_at if made is not None and made.created_at is not None else datetime.now(timezone.utc)
+    history.append(Checkin(id=made.id if made is not None else f"new:{d.idempotency_key}", day=day, score=d.value,
+                           body=payload["checkin"]["body"], created_at=created))    # the next check-in's "newest"
     return delivered(d)
 
 

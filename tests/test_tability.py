@@ -134,10 +134,13 @@ def test_tability_down_leaves_the_checkins_pending_and_the_next_run_delivers_the
     with open_store(f"sqlite:///{tmp_path / 'okr.db'}") as store:
         (state,) = store.delivery_states()
         assert (state["pending"], state["failing"]) == (2, 2)
+    write(tmp_path, fake, {"nps": 41, "uptime": 97}, {"nps": a.id, "uptime": b.id})
+    assert published(run(path, tmp_path))["failed"] == 3            # still down: nps has two check-ins waiting
     fake.down = False
     back = run(path, tmp_path)
-    assert published(back)["delivered"] == 2 and published(back)["calls"] == 4
-    assert [len(fake.checkins_of(o)) for o in (a, b)] == [1, 1]
+    assert published(back)["delivered"] == 3 and published(back)["calls"] == 5      # 2 reads, 3 writes
+    assert [c["score"] for c in sorted(fake.checkins_of(a), key=lambda c: c["created_at"])] == [40.0, 41.0]
+    assert len(fake.checkins_of(b)) == 1
 
 
 def test_a_target_deadline_hands_back_what_was_delivered_and_the_rest_follows_next_run(fake, tmp_path):
