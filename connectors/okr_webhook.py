@@ -88,7 +88,7 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
         "type": {"enum": [DOCUMENT_TYPE, PING_TYPE],
                  "description": "okr-sync.ping (no check-ins) is sent by `okr-sync publish --check` only"},
         "version": {"const": VERSION},
-        "target": {"type": "string", "description": "the target's name under `publish:`"},
+        "target": {"type": "string", "description": "the target's name under `publish:` (`check` in a ping)"},
         "sent_at": {"type": "string", "format": "date-time", "description": "when this document was sent (UTC)"},
         "part": {"type": "integer", "minimum": 1, "description": "this document's number among the run's documents"},
         "parts": {"type": "integer", "minimum": 1, "description": "how many documents the run sends"},
