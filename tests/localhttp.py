@@ -18,7 +18,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class LocalServer:
-    """Serves `handle(handler, method)` for GET/POST/PUT/DELETE until stopped (or `lifetime` passes)."""
+    """Serves `handle(handler, method)` for GET/POST/PATCH/PUT/DELETE until stopped (or `lifetime` passes)."""
 
     def __init__(self, handle: Callable[[BaseHTTPRequestHandler, str], None], *, lifetime: float = LIFETIME,
                  keep_alive: bool = True):
@@ -42,6 +42,15 @@ class LocalServer:
 
             def do_POST(self) -> None:
                 outer_handle(self, "POST")
+
+            def do_PATCH(self) -> None:
+                outer_handle(self, "PATCH")
+
+            def do_PUT(self) -> None:
+                outer_handle(self, "PUT")
+
+            def do_DELETE(self) -> None:
+                outer_handle(self, "DELETE")
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
