@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
@@ -356,10 +355,5 @@ def _connect_reason(exc: httpx.ConnectError) -> str:
     return "connection failed"
 
 
-def seconds_at_rate(calls: int, rate: float = RATE) -> float:
-    """How long `calls` requests take at `rate` a second (the limiter's spacing), for docs and benchmarks."""
-    return 0.0 if calls <= 1 else math.ceil((calls - 1) / rate * 10) / 10
-
-
 __all__ = ["API_BASE", "NOTION_VERSION", "PAGE_SIZE", "RATE", "DataSource", "Limiter", "NotionApi", "NotionError",
-           "OutOfTime", "parse_id", "seconds_at_rate"]
+           "OutOfTime", "parse_id"]

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 TYPE = "notion"
 NEEDS_EXTERNAL_ID = False
 SHARE_FIX = "open the database in Notion, ••• > Connections, and add the integration"
+MAX_OR = 20                    # key results named in one check-ins query; more: the dates alone narrow it
 
 # ---------------------------------------------------------------------------- config
 
@@ -217,9 +218,14 @@ class _Run:
         assert self.checkins is not None
         roles = self.target.checkin_properties
         times = [d.observed_at for d in deliveries]
-        low, high = min(times) - timedelta(days=1), max(times) + timedelta(days=1)
-        window = {"and": [{"property": roles.date, "date": {"on_or_after": props.date(low)["date"]["start"]}},
-                          {"property": roles.date, "date": {"on_or_before": props.date(high)["date"]["start"]}}]}
+        low, high = min(times) - timedelta(days=1), max(times) + timedelta(days=1)    # a day's slack: time zones
+        window: dict[str, Any] = {"and": [
+            {"property": roles.date, "date": {"on_or_after": props.date(low)["date"]["start"]}},
+            {"property": roles.date, "date": {"on_or_before": props.date(high)["date"]["start"]}}]}
+        krs = sorted({d.kr_id for d in deliveries})
+        if len(krs) <= MAX_OR:                       # a rerun's few key results: read only their rows
+            kind = self.checkins.properties[roles.kr]["type"]
+            window["and"].append({"or": [{"property": roles.kr, kind: {"equals": k}} for k in krs]})
         seen: dict[tuple[str, Any], list[float]] = defaultdict(list)
         for page in self.client.query(self.checkins.id, window):
             values = page.get("properties") or {}

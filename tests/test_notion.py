@@ -12,6 +12,7 @@ import pytest
 import connectors.notion as notion
 from conftest import EXAMPLE
 from connectors import _http
+from connectors._notion_client import parse_id
 from connectors.sql_store import open_store
 from fake_notion import FakeNotion, okr_workspace, schema
 from okrsync import publish, starter
@@ -463,3 +464,46 @@ def test_rows_are_read_with_one_paginated_query_not_one_per_key_result(tmp_path,
     run(path, tmp_path)
     assert server.count("POST", "/query") == 3                          # 230 rows: pages of 100, 100, 30
     assert server.count("PATCH") == 3
+
+
+def test_many_key_results_read_their_check_ins_by_date_alone_and_add_none_twice(tmp_path, server):
+    ids = [f"kr{i:02d}" for i in range(25)]                              # more than one query names by id
+    space = okr_workspace(server, ids)
+    path = small_config(tmp_path, server, {k: i for i, k in enumerate(ids)}, space)
+    assert run(path, tmp_path)["publish"]["okr-notion"]["delivered"] == 25
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "okr.db")                            # every delivery pending again
+    db.execute("UPDATE okr_outbox SET state = 'pending', delivered_at = NULL, sent_value = NULL")
+    db.commit()
+    db.close()
+    posts = server.count("POST", "/v1/pages")
+    assert run(path, tmp_path)["publish"]["okr-notion"]["delivered"] == 25
+    assert server.count("POST", "/v1/pages") == posts and len(server.rows(space.checkins)) == 25
+
+
+def test_settings_checked_offline(tmp_path, server):
+    space = okr_workspace(server, ["a"])
+    path = small_config(tmp_path, server, {"a": 1}, space,
+                        extra="properties: {progress: Current}\ncheckin_properties: {kr: Value}")
+    path.write_text(path.read_text().replace(f"checkins: {space.checkins_db}", f"checkins: {space.krs_db}"))
+    with pytest.raises(ConfigError) as error:
+        load_plan([str(path)], store=store_url(tmp_path), targets=TARGETS)
+    shown = str(error.value)
+    assert "`checkins:` names the key-results database: give the check-ins a database of their own" in shown
+    assert '`properties`: value and progress both name the property "Current": each needs one of its own' in shown
+    assert '`checkin_properties`: kr and value both name the property "Value"' in shown
+    assert server.count() == 0
+
+
+@pytest.mark.parametrize("text", [
+    "https://www.notion.so/acme/OKRs-0123456789abcdef0123456789ABCDEF?v=fedcba9876543210fedcba9876543210",
+    "https://www.notion.so/0123456789abcdef0123456789abcdef",
+    "0123456789abcdef0123456789abcdef", " 01234567-89ab-cdef-0123-456789abcdef "])
+def test_a_database_is_named_by_its_url_or_id(text):
+    assert parse_id(text) == "01234567-89ab-cdef-0123-456789abcdef"
+
+
+def test_a_link_that_is_no_database_says_what_to_paste():
+    with pytest.raises(ValueError, match="paste the URL from the address bar"):
+        parse_id("https://www.notion.so/acme/Quarterly-OKRs")
