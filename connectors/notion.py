@@ -239,8 +239,8 @@ class _Run:
         """Deliver one key result's check-ins (oldest first): a check-in row each, then its row the latest."""
         pages = _row_of(self.rows, kr_id)
         if not pages:
-            fix = (f'add a row whose "{self.target.match}" is {kr_id} to it (or give the key result `publish: false`)')
-            return {d.id: failed(f"no row for {kr_id} in {_where(self.krs)}: {fix}") for d in batch}
+            return {d.id: failed(f'no row of {_where(self.krs)} has "{self.target.match}" {kr_id}: add one (or give '
+                                 "the key result `publish: false`)") for d in batch}
         if len(pages) > 1:
             return {d.id: failed(f'{len(pages)} rows of {_where(self.krs)} have "{self.target.match}" {kr_id}: delete '
                                  "or change all but one") for d in batch}
@@ -398,7 +398,7 @@ def probe(client: NotionApi, target: TargetConfig, key_results: Sequence[tuple[s
     for kr_id, _ in key_results:
         found = _row_of(rows, kr_id)
         if not found:
-            lines.append(f'{kr_id}: no row in {_where(krs)} has "{target.match}" {kr_id}: add one')
+            lines.append(f'{kr_id}: no row of {_where(krs)} has "{target.match}" {kr_id}: add one')
         elif len(found) > 1:
             lines.append(f'{kr_id}: {len(found)} rows of {_where(krs)} have "{target.match}" {kr_id}: keep one')
     return lines

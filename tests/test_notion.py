@@ -360,8 +360,8 @@ def test_a_key_result_without_a_row_fails_alone_and_says_how_to_add_it(tmp_path,
     result = run(small_config(tmp_path, server, {"a": 1, "zz": 2}, space), tmp_path)
     assert result["publish"]["okr-notion"]["delivered"] == 1
     (message,) = _messages(result)
-    assert one_line(message) and message.startswith('zz: no row for zz in the Notion database "OKRs"')
-    assert "publish: false" in message
+    assert message == 'zz: no row of the Notion database "OKRs" has "KR id" zz: add one (or give the key result ' \
+                      "`publish: false`)"
 
 
 def test_a_database_with_several_data_sources_asks_for_one_and_a_data_source_id_works(tmp_path, server):
@@ -421,7 +421,7 @@ def test_publish_check_names_every_problem_and_nothing_is_written(tmp_path, serv
     assert checked["problems"] == [
         "the Select property \"Status\" of the Notion database \"Check-ins\" has no option 'On track', 'At risk', "
         "'Off track': add them in Notion",
-        'zz: no row in the Notion database "OKRs" has "KR id" zz: add one']
+        'zz: no row of the Notion database "OKRs" has "KR id" zz: add one']
     assert server.count("PATCH") == server.count("POST", "/v1/pages") == 0
 
 
