@@ -507,3 +507,29 @@ def test_a_database_is_named_by_its_url_or_id(text):
 def test_a_link_that_is_no_database_says_what_to_paste():
     with pytest.raises(ValueError, match="paste the URL from the address bar"):
         parse_id("https://www.notion.so/acme/Quarterly-OKRs")
+
+
+def test_a_login_page_or_a_closed_port_instead_of_notion(tmp_path, server):
+    from localhttp import LocalServer
+
+    def login_page(http, method):
+        body = b"<!doctype html><html><body>Sign in to continue</body></html>"
+        http.send_response(200)
+        http.send_header("Content-Type", "text/html")
+        http.send_header("Content-Length", str(len(body)))
+        http.end_headers()
+        http.wfile.write(body)
+
+    space = okr_workspace(server, ["a"])
+    path = small_config(tmp_path, server, {"a": 1}, space)
+    proxy = LocalServer(login_page).start()
+    try:
+        path.write_text(path.read_text().replace(server.url, proxy.url))
+        (message,) = _messages(run(path, tmp_path))
+    finally:
+        proxy.stop()
+    assert one_line(message) and "Notion answered an HTML page when asked to read database" in message
+    assert "check `base_url`" in message
+    (closed,) = _messages(run(path, tmp_path))                          # the proxy is gone: nothing listens there
+    assert one_line(closed) and "Notion could not be reached (connection refused)" in closed
+    assert server.count() == 0
