@@ -94,7 +94,6 @@ class Limiter:
     def __init__(self, rate: float):
         self.gap = 1.0 / rate
         self._next: float | None = None
-        self.waited = 0.0
 
     def wait(self, deadline: float | None) -> None:
         now = _http.clock.monotonic()
@@ -102,7 +101,6 @@ class Limiter:
         if deadline is not None and due + DEADLINE_MARGIN > deadline:
             raise OutOfTime()
         if due > now:
-            self.waited += due - now
             _http.clock.sleep(due - now)
         self._next = due + self.gap
 

@@ -18,7 +18,7 @@ All at most 3 a second (Notion's average limit), each 429 waited out as its Retr
 A manual value wins: before writing, the row's value is compared with the value okr-sync is about to
 write (equal: nothing to keep) and then given to okrsync.policy with the row's `last_edited_time`.
 Exactly once: setting a row's values twice leaves the same row; a check-in row is created only when no
-row of the check-ins database has its key result, time (to the minute: Notion keeps no finer) and value,
+row of the check-ins database has its key result, time (to the minute) and value,
 as read in the same run.
 """
 from __future__ import annotations
