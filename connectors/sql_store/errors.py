@@ -44,4 +44,4 @@ def explain(exc: sa_exc.SQLAlchemyError, password: str | None) -> tuple[str, str
     return reason, None
 
 
-__all__ = ["MIGRATIONS", "WATCH_MIGRATIONS", "SqlStore", "open_store", "schema_version"]
+__all__ = ["one_line", "explain"]
