@@ -1,21 +1,53 @@
-"""The Prefect artifacts of a sync run: a table of key results and a markdown summary.
+"""The Prefect artifacts of a sync run, two per config file: a table of key results and a
+markdown summary, keyed by the file, so the UI's "latest" of one config is that config's.
 
-- `okr-sync-run` (table): one row per key result: value, change since the previous check-in,
-  progress, expected, status, link, error.
-- `okr-sync-summary` (markdown): the counts, then failures first, then alerts, then every key
-  result.
+- `okr-sync-run-<config>` (table): one row per key result: value, change since the previous
+  check-in, progress, expected, status, link, error.
+- `okr-sync-summary-<config>` (markdown): the counts, then failures first, then alerts, then
+  every key result.
 
-Both take the run summary dict that `sync_okrs` returns, so what the UI shows is what the CLI
-prints.
+`<config>` is the file's name without `.yaml`, in lowercase letters, digits and dashes (Prefect's
+rule for keys): `config/payments.yaml` gives `okr-sync-run-payments`. Two files of one run with
+the same name share their artifacts. Both take the run summary dict that `sync_okrs` returns, so
+what the UI shows is what the CLI prints.
 """
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Mapping
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-TABLE_KEY = "okr-sync-run"
-SUMMARY_KEY = "okr-sync-summary"
+TABLE_KEY = "okr-sync-run"          # + "-<config>"
+SUMMARY_KEY = "okr-sync-summary"    # + "-<config>"
+_NOT_KEY = re.compile(r"[^a-z0-9]+")
+
+
+def config_key(config_file: str) -> str:
+    """The artifact-key part of a config file: `Team Payments.yaml` -> `team-payments`."""
+    return _NOT_KEY.sub("-", Path(config_file).stem.lower()).strip("-") or "config"
+
+
+def per_config(result: dict[str, Any], config_of: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The run summary split by config file (`config_of`: key result id -> its file), keyed by
+    config_key: each part has that file's key results, their counts and their alerts."""
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in result["key_results"]:
+        rows[config_key(config_of.get(row["id"], "config"))].append(row)
+    alerts = result.get("alerts")
+    parts = {}
+    for key, mine in rows.items():
+        ids = {r["id"] for r in mine}
+        failed = sum(1 for r in mine if r["error"])
+        counts = {"key_results": len(mine), "synced": len(mine) - failed, "failed": failed,
+                  **{k: sum(1 for r in mine if r.get("outcome") == k) for k in ("written", "unchanged", "kept_manual")}}
+        part = {**result, "key_results": mine, "counts": counts, "config": key}
+        if alerts:
+            part["alerts"] = {**alerts, "alerts": [a for a in alerts["alerts"] if a["kr_id"] in ids]}
+        parts[key] = part
+    return parts
 
 
 def _pct(value: float | None) -> float | None:
@@ -57,12 +89,13 @@ def summary_markdown(result: dict[str, Any]) -> str:
     """The `okr-sync-summary` markdown: counts, failures first, alerts, then every key result."""
     c = result["counts"]
     kind = "dry run" if result["dry_run"] else "run"
-    lines = [f"## okr-sync {kind} {result['run_id']} · as of {result['as_of'][:16].replace('T', ' ')} UTC", ""]
+    of = f" of {result['config']}" if result.get("config") else ""
+    lines = [f"## okr-sync {kind} {result['run_id']}{of} · as of {result['as_of'][:16].replace('T', ' ')} UTC", ""]
     counts = [f"**{c['key_results']} key results**", f"{c['synced']} synced"]
     counts.append(f"**{c['failed']} failed**" if c["failed"] else "0 failed")
     if not result["dry_run"]:
         counts += [f"{c['written']} check-ins written", f"{c['unchanged']} unchanged", f"{c['kept_manual']} manual kept"]
-    counts += [f"{result['source_calls']} source calls", f"{result['seconds']:.2f} s"]
+    counts += [f"{result['source_calls']} source calls in the run", f"{result['seconds']:.2f} s"]
     lines += [" · ".join(counts), ""]
 
     failed = [r for r in result["key_results"] if r["error"]]
@@ -74,7 +107,8 @@ def summary_markdown(result: dict[str, Any]) -> str:
     alerts = (result.get("alerts") or {}).get("alerts") or []
     if alerts:
         lines += [f"### Alerts ({len(alerts)})", ""]
-        lines += [f"- {a['message']}" + ("" if a["delivered"] else " *(not delivered yet)*") for a in alerts]
+        lines += [f"- {a['message']}" + "".join(f" · [{link['label']}]({link['url']})" for link in a.get("links") or [])
+                  + ("" if a["delivered"] else " *(not delivered yet)*") for a in alerts]
         lines.append("")
     if (result.get("alerts") or {}).get("errors"):
         lines += ["Alert delivery problems: " + "; ".join(_cell(e) for e in result["alerts"]["errors"]), ""]
@@ -92,10 +126,12 @@ def summary_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def publish(result: dict[str, Any]) -> None:
-    """Create both artifacts for one run (inside a flow run)."""
-    c = result["counts"]
-    description = (f"okr-sync {'dry run' if result['dry_run'] else 'run'} {result['run_id']}: "
-                   f"{c['synced']} synced, {c['failed']} failed, {c['written']} check-ins written")
-    create_table_artifact(key=TABLE_KEY, table=table_rows(result), description=description)
-    create_markdown_artifact(key=SUMMARY_KEY, markdown=summary_markdown(result), description=description)
+def publish(result: dict[str, Any], config_of: Mapping[str, str]) -> None:
+    """Create both artifacts of each config file of one run (inside a flow run); `config_of` maps
+    each key result id to its config file."""
+    for key, part in per_config(result, config_of).items():
+        c = part["counts"]
+        description = (f"okr-sync {'dry run' if result['dry_run'] else 'run'} {result['run_id']} of {key}: "
+                       f"{c['synced']} synced, {c['failed']} failed, {c['written']} check-ins written")
+        create_table_artifact(key=f"{TABLE_KEY}-{key}", table=table_rows(part), description=description)
+        create_markdown_artifact(key=f"{SUMMARY_KEY}-{key}", markdown=summary_markdown(part), description=description)

@@ -3,29 +3,43 @@
     plans = plan_deployments(["config/payments.yaml", "config/growth.yaml"])   # ConfigError if bad
     serve(plans)                       # blocks: one long-lived process runs every schedule
 
-A deployment is named after its config file (`sync-okrs/payments`) and syncs that file; run it
-on demand from the Prefect UI or `prefect deployment run sync-okrs/payments`. Its schedules
-come from the config (okrsync.schedule): the file's `schedule:` runs every key result; a key
-result with a different cadence adds a schedule of its own to the same deployment, with the
-parameter `only: [its ids]`, and the file's schedule then runs the others (`only` as well).
-The config is read again at every run, so edits to metrics and targets need no restart;
-edits to `schedule:` take effect when `serve` is restarted.
+A deployment is named after its config file with `-served` (`sync-okrs/payments-served`) and
+syncs that file; run it on demand from the Prefect UI or `prefect deployment run
+sync-okrs/payments-served`. Its schedules come from the config (okrsync.schedule): the file's
+`schedule:` runs every key result; a key result with a different cadence adds a schedule of its
+own to the same deployment, with the parameter `only: [its ids]`, and the file's schedule then
+runs the others (`only` as well). The config is read again at every run, so edits to metrics
+and targets need no restart; edits to `schedule:` take effect when `serve` is restarted.
+
+`serve` and `prefect deploy` (prefect.yaml, a work pool) are alternatives that can share one
+Prefect server: prefect.yaml's deployments are named after the config alone (`sync-okrs/example`),
+serve's carry the `-served` suffix and the tag `okr-sync-serve`, and serve only ever touches a
+deployment that has that tag and no work pool. It refuses to start when one of its names is
+taken by another deployment (DeploymentConflict, one line each), stops when one of its
+deployments is taken over while it runs (a later `prefect deploy` of the same name), and on the
+way out pauses only the deployments that are still its own.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from okrsync.config import Plan, load_plan
-from okrsync.errors import ConfigError, ConfigIssue
+from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError
 from okrsync.schedule import Cadence, cadences, next_fire, unscheduled
 
+logger = logging.getLogger(__name__)
+
 FLOW_NAME = "sync-okrs"
-TAGS = ["okr-sync"]
+TAGS = ["okr-sync"]                 # every okr-sync deployment (prefect.yaml's too)
+SERVE_TAG = "okr-sync-serve"        # only the deployments `okr-sync serve` registered
+SERVED_SUFFIX = "-served"           # serve's names: `payments-served`; prefect.yaml's: `payments`
 _NAME_UNSAFE = re.compile(r"[/%&<>\\\s]+")
 
 
@@ -51,9 +65,33 @@ class DeploymentPlan:
         return [(c, next_fire(c, moment)) for c in self.cadences]
 
 
+class DeploymentConflict(OkrSyncError):
+    """A deployment serve would register or still serves belongs to someone else (a work pool, or
+    another program); str() is one line per deployment, saying what to do."""
+
+
 def deployment_name(config_path: str | Path) -> str:
-    """The deployment name for a config file: its stem, without '/', '%', '&', '<', '>'."""
-    return _NAME_UNSAFE.sub("-", Path(config_path).stem).strip("-") or "config"
+    """serve's deployment name for a config file: its stem (without '/', '%', '&', '<', '>') and
+    `-served`, so it never takes the name prefect.yaml gives the same file."""
+    return (_NAME_UNSAFE.sub("-", Path(config_path).stem).strip("-") or "config") + SERVED_SUFFIX
+
+
+def not_served(deployment: Any) -> str | None:
+    """Why an existing Prefect deployment is not serve's to touch, or None when serve registered it
+    (it has the tag `okr-sync-serve` and no work pool)."""
+    if deployment.work_pool_name:
+        return f"belongs to work pool `{deployment.work_pool_name}` (registered by `prefect deploy`)"
+    if SERVE_TAG not in (deployment.tags or []):
+        return f"lacks the tag `{SERVE_TAG}` that okr-sync serve gives its deployments (something else registered it)"
+    return None
+
+
+def conflict_line(full_name: str, why: str, running: bool = False) -> str:
+    """The one line that says a deployment is not serve's and what to do about it (`running`: it
+    was serve's when serve started, and serve has stopped rather than run it)."""
+    did = "okr-sync serve stopped rather than run it" if running else "okr-sync serve will not take it over"
+    return (f"deployment {full_name} {'now ' if running else ''}{why}: {did}; rename the config file, "
+            f"or delete that deployment first (`prefect deployment delete {full_name}`)")
 
 
 def plan_deployments(config_paths: list[str | Path], store: str | None = None) -> list[DeploymentPlan]:
@@ -117,17 +155,103 @@ def to_deployment(plan: DeploymentPlan, store: str | None = None) -> Any:
     # a cadence removed from the config disappears (schedules with slugs are only ever upserted).
     schedules = [Cron(c.cron, timezone=c.timezone, parameters=plan.schedule_parameters(c)) for c in plan.cadences]
     return sync_okrs.to_deployment(
-        plan.name, parameters=parameters, schedules=schedules, tags=TAGS,
+        plan.name, parameters=parameters, schedules=schedules, tags=[*TAGS, SERVE_TAG],
         description=f"Sync the key results of {plan.config_path} into the OKR store.",
         entrypoint_type=EntrypointType.MODULE_PATH)
 
 
-def serve(plans: list[DeploymentPlan], store: str | None = None, limit: int | None = None) -> None:
-    """Register every deployment and run their schedules until interrupted (Prefect `serve`).
+def serve(plans: list[DeploymentPlan], store: str | None = None, limit: int | None = None,
+          on_registered: Callable[[], None] | None = None) -> None:
+    """Register every deployment and run their schedules until interrupted (a Prefect Runner, as
+    `prefect.serve` does, but touching only deployments serve registered itself).
 
-    Schedules are paused when the process stops (so runs do not pile up as Late) and resumed
-    when it starts again.
+    Raises DeploymentConflict before registering anything when one of the names is taken by a
+    deployment that is not serve's, and after stopping when one of its deployments was taken over
+    while it ran (checked every `PREFECT_RUNNER_POLL_FREQUENCY` seconds, as often as it looks for
+    runs). `on_registered` is called once every deployment is registered. Schedules are paused when the process stops (so runs do not pile up as Late), only those
+    of deployments still its own, and resumed when it starts again.
     """
-    from prefect import serve as prefect_serve
+    from prefect.exceptions import TerminationSignal
+    from prefect.runner import Runner
+    from prefect.settings import get_current_settings
 
-    prefect_serve(*[to_deployment(p, store) for p in plans], limit=limit, print_starting_message=False)
+    deployments = [to_deployment(p, store) for p in plans]
+    refused = [conflict_line(name, why) for name, why in _taken(d.full_name for d in deployments)]
+    if refused:
+        raise DeploymentConflict("\n".join(refused))
+    runner = Runner(pause_on_shutdown=False, limit=limit)
+    served = {runner.add_deployment(d): d.full_name for d in deployments}
+    if on_registered is not None:
+        on_registered()
+    every = float(get_current_settings().runner.poll_frequency)
+    taken: list[str] = []
+    try:
+        asyncio.run(_run(runner, served, every, taken))
+    except (KeyboardInterrupt, TerminationSignal):
+        pass
+    finally:
+        _pause_own(served)
+    if taken:
+        raise DeploymentConflict("\n".join(taken))
+
+
+def _taken(full_names: Any) -> list[tuple[str, str]]:
+    """(name, why) of each of these deployment names that exists and is not serve's."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    found = []
+    with get_client(sync_client=True) as client:
+        for name in full_names:
+            try:
+                why = not_served(client.read_deployment_by_name(name))
+            except ObjectNotFound:
+                continue
+            if why:
+                found.append((name, why))
+    return found
+
+
+async def _run(runner: Any, served: dict[Any, str], every: float, taken: list[str]) -> None:
+    """The runner, and beside it a watch that stops it when one of its deployments stops being its
+    own (so a run meant for a work pool is never picked up here), noting why in `taken`."""
+    import anyio
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    async def watch() -> None:
+        async with get_client() as client:
+            while True:
+                await anyio.sleep(every)
+                try:
+                    current = await client.read_deployments(
+                        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(served))))
+                except Exception as exc:  # noqa: BLE001 - the server is away for a moment: look again next time
+                    logger.debug("could not check the served deployments: %s", exc)
+                    continue
+                lost = [(served[d.id], why) for d in current if (why := not_served(d))]
+                if lost:
+                    taken.extend(conflict_line(name, why, running=True) for name, why in lost)
+                    if runner.started:
+                        await runner.astop()
+                    return
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        await runner.start()
+        group.cancel_scope.cancel()
+
+
+def _pause_own(served: dict[Any, str]) -> None:
+    """Pause the schedules of the deployments that are still serve's (never a work pool's)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    try:
+        with get_client(sync_client=True) as client:
+            for d in client.read_deployments(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(served)))):
+                if not_served(d) is None:
+                    client.pause_deployment(d.id)
+    except Exception as exc:  # noqa: BLE001 - the server is gone: nothing to pause, say so and stop
+        logger.warning("could not pause the served deployments' schedules (%s): they may run as Late until "
+                       "serve starts again", exc.__class__.__name__)

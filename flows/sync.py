@@ -139,9 +139,20 @@ def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool =
     with _logs_to_flow_run():
         plan = given.plan if given is not None else load_plan(config_paths, store)
         services = local_services(executor=PrefectExecutor(), on_progress=given.on_progress if given else None)
+        services.flow_run = this_flow_run()
         result = sync(plan, RunOptions(dry_run=dry_run, only=only, as_of=as_of, deadline=deadline,
                                        take_over=take_over), services)
     if result.get("store_error"):   # INFO: the CLI says it in one line itself; the UI's run log shows it too
         get_run_logger().info("nothing measured, the store is unusable: %s", result["store_error"])
-    artifacts.publish(result)
+    artifacts.publish(result, {kr.id: kr.config_file for kr in plan.key_results})
     return result
+
+
+def this_flow_run() -> tuple[str, str | None]:
+    """The running flow run's id and its page in the Prefect UI (None when no UI address is known:
+    a temporary server that stops with the process has none worth keeping)."""
+    from prefect.context import get_run_context
+    from prefect.utilities.urls import url_for
+
+    run = get_run_context().flow_run
+    return str(run.id), url_for(run)

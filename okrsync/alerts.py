@@ -124,12 +124,15 @@ class Observation:
 
 @dataclass(frozen=True)
 class Alert:
-    """One alert: what happened to which key result, in one line a person reads."""
+    """One alert: what happened to which key result, in one line a person reads, and the links to
+    follow it up (set when it is delivered, okrsync.notify): the tickets or data behind the number,
+    the Prefect flow run that saw it."""
 
     kr_id: str
     kind: str
     message: str
     status: str | None = None       # the key result's status now, when measured
+    links: tuple[tuple[str, str], ...] = ()   # (label, URL), e.g. ("tickets", "https://acme.atlassian.net/issues/?jql=...")
 
 
 @dataclass(frozen=True)
@@ -229,10 +232,19 @@ def icon(alert: Alert) -> str:
     return _ICON.get(alert.kind, ":bell:")
 
 
-def slack_payload(alerts: list[Alert], header: str) -> dict[str, str]:
-    """A Slack-compatible incoming-webhook body, `{"text": ...}` in mrkdwn, failures first.
+def slack_link(label: str, url: str) -> str:
+    """A mrkdwn link, `<url|label>`: `&`, `<` and `>` are Slack's control characters, written as HTML
+    entities (Slack's "Formatting text" reference), and a `|` in the URL would end it early (%7C)."""
+    safe = url.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "%7C")
+    return f"<{safe}|{label}>"
 
-    Slack, Mattermost, Rocket.Chat and Discord's `/slack` endpoint all read `text`.
+
+def slack_payload(alerts: list[Alert], header: str) -> dict[str, str]:
+    """A Slack-compatible incoming-webhook body, `{"text": ...}` in mrkdwn, failures first; each alert
+    is followed by its links (` · <url|tickets> · <url|flow run>`).
+
+    Slack, Mattermost, Rocket.Chat and Discord's `/slack` endpoint all read `text` and its `<url|label>` links.
     """
-    lines = [f"*{header}*"] + [f"{icon(a)} {a.message}" for a in ordered(alerts)]
+    lines = [f"*{header}*"] + [f"{icon(a)} {a.message}" + "".join(f" · {slack_link(label, url)}" for label, url in a.links)
+                               for a in ordered(alerts)]
     return {"text": "\n".join(lines)}

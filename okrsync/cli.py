@@ -304,13 +304,16 @@ def import_okrs(target_type: str = typer.Argument(..., help="the OKR tool: notio
 @app.command()
 def history(kr_id: str = typer.Argument(..., help="key result id"),
             store: Optional[str] = StoreOpt, as_json: bool = JsonOpt) -> None:
-    """Show every check-in of one key result, oldest first."""
+    """Show every check-in of one key result, oldest first, each with its run and the Prefect flow run
+    that made it (when the run was one)."""
     with _opened_store(_store_url(store)) as s:
         rows = s.history(kr_id)
+        flow_runs = {r["run_id"]: render.flow_run_json(r) for r in s.runs(run_ids=[c.run_id for c in rows])}
     if as_json:
-        print(json.dumps([render.checkin_json(c) for c in rows], indent=2, default=str))
+        print(json.dumps([{**render.checkin_json(c), "flow_run": flow_runs.get(c.run_id)} for c in rows],
+                         indent=2, default=str))
         return
-    render.history_table(out, kr_id, rows)
+    render.history_table(out, kr_id, rows, flow_runs)
 
 
 @app.command()
@@ -359,7 +362,9 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
           check: bool = typer.Option(False, "--check", help="show the deployments and their next runs, then exit")) -> None:
     """Run each config on its `schedule:` in one long-lived process: a Prefect deployment per config.
 
-    Runs can also be started on demand: `prefect deployment run sync-okrs/CONFIG-NAME` or the Prefect UI.
+    Runs can also be started on demand: `prefect deployment run sync-okrs/CONFIG-NAME-served` or the Prefect UI.
+    serve only touches deployments it registered (tag `okr-sync-serve`, no work pool): it refuses to start,
+    exit 2, when another deployment has one of its names, and stops, exit 2, if one is taken over while it runs.
     """
     if not _LOG_LEVEL_CHOSEN and not check:  # before Prefect loads its settings: runs log at INFO to the UI
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
@@ -374,17 +379,24 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
         return
     from prefect.settings import get_current_settings
 
-    from flows.deployments import serve as serve_deployments
+    from flows.deployments import DeploymentConflict, serve as serve_deployments
 
     api = get_current_settings().api.url
     if not api:
         err.print("[yellow]PREFECT_API_URL is not set: runs go to a temporary Prefect server that stops with this "
                   "process. To see them in the Prefect UI, run `prefect server start` and "
                   "`export PREFECT_API_URL=http://127.0.0.1:4200/api` first.[/yellow]", soft_wrap=True)
-    else:
-        out.print(f"Serving {len(plans)} deployment(s) against {api}; stop with Ctrl-C (schedules pause until the next start).",
-                  highlight=False, soft_wrap=True)
-    serve_deployments(plans, store=store, limit=limit)
+
+    def registered() -> None:
+        if api:
+            out.print(f"Serving {len(plans)} deployment(s) against {api}; stop with Ctrl-C (schedules pause until the "
+                      "next start).", highlight=False, soft_wrap=True)
+    try:
+        serve_deployments(plans, store=store, limit=limit, on_registered=registered)
+    except DeploymentConflict as e:
+        for line in str(e).splitlines():
+            err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 def _alerts_line(alerts: dict | None) -> None:

@@ -293,6 +293,8 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
         result["alerts"] = services.executor.step(
             "send-alerts", lambda: send_alerts(plan, result["key_results"], run_id, moment,
                                                services.open_store, services.post_webhook))
+    flow_run_id, flow_run_url = services.flow_run or (None, None)
+    result["flow_run"] = {"id": flow_run_id, "url": flow_run_url} if flow_run_id else None
     if unusable is not None:                  # nothing was measured: callers say so in one line
         result["store_error"] = scrub(unusable)
     result["seconds"] = round(time.perf_counter() - started, 3)

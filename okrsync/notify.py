@@ -6,6 +6,11 @@ posted one message per webhook and marked delivered. An alert that could not be 
 queued and is retried by the next run (up to a few times). Alerting never fails the sync: its
 problems are logged and returned in the run summary.
 
+Each alert goes out with its links: the key result's latest link (this run's, else its last
+check-in's: the tickets behind the number for Jira and GitHub, the sheet for Google Sheets; a
+local file's `file://` link is left out, a chat reader cannot open it) and the Prefect flow run
+of the run that decided it (okr_runs.flow_run_url, when the run was a flow run with a known UI).
+
 The store and the webhook poster come from the caller (connectors.sql_store, connectors.webhook).
 """
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +29,8 @@ from okrsync.errors import OkrSyncError
 from okrsync.refs import SecretRef
 
 logger = logging.getLogger(__name__)
+
+LINK_LABELS = {"jira": "tickets", "github": "tickets", "google_sheets": "sheet"}   # what a source's link opens
 
 
 def observations(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Observation]:
@@ -37,6 +45,36 @@ def observations(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Observatio
                                    value=r["value"], status=r["status"], progress=r["progress"], unit=kr.unit,
                                    link=r["link"], error=r["error"], stale_after=kr.stale_after)
     return found
+
+
+def _web(url: str | None) -> bool:
+    return bool(url) and url.startswith(("https://", "http://"))
+
+
+def alert_links(plan: Plan, seen: dict[str, Observation], store: Any,
+                queued: list[QueuedAlert]) -> Callable[[QueuedAlert], tuple[tuple[str, str], ...]]:
+    """Each queued alert's links: (label, URL) of the key result's latest web link and of the flow run
+    of the run that decided the alert. Two store reads at most, only when alerts are due."""
+    if not queued:
+        return lambda alert: ()
+    data = {kr_id: obs.link for kr_id, obs in seen.items() if _web(obs.link)}
+    missing = sorted({a.kr_id for a in queued} - set(data))
+    flow_runs: dict[str, str] = {}
+    try:
+        if missing:                      # a failing source measured nothing: its last check-in's link
+            data.update({s.kr_id: s.last.link for s in store.key_results(missing) if s.last and _web(s.last.link)})
+        flow_runs = {r["run_id"]: r["flow_run_url"] for r in store.runs(run_ids={a.run_id for a in queued if a.run_id})
+                     if _web(r["flow_run_url"])}
+    except OkrSyncError as exc:          # the alerts still go out, with the links known so far
+        logger.warning("alerts go out without some links: %s", exc)
+    label = {kr.id: LINK_LABELS.get(kr.source_type, "data") for kr in plan.key_results}
+
+    def links(alert: QueuedAlert) -> tuple[tuple[str, str], ...]:
+        found = [(label.get(alert.kr_id, "data"), data[alert.kr_id])] if alert.kr_id in data else []
+        if alert.run_id in flow_runs:
+            found.append(("flow run", flow_runs[alert.run_id]))
+        return tuple(found)
+    return links
 
 
 def send_alerts(plan: Plan, rows: list[dict[str, Any]], run_id: str, moment: datetime,
@@ -67,11 +105,12 @@ def send_alerts(plan: Plan, rows: list[dict[str, Any]], run_id: str, moment: dat
         return outcome
     try:
         queued = store.update_watch(run_id=run_id, kr_ids=list(seen), decide=decide_all)
+        linked = alert_links(plan, seen, store, queued)
         batches: dict[SecretRef, list[QueuedAlert]] = defaultdict(list)
         files: dict[SecretRef, set[str]] = defaultdict(set)
         for alert in ordered(queued):
             ref = plan.notify[config_of[alert.kr_id]].webhook
-            batches[ref].append(alert)
+            batches[ref].append(replace(alert, links=linked(alert)))
             files[ref].add(Path(config_of[alert.kr_id]).name)
         for ref, batch in batches.items():
             header = f"okr-sync · {', '.join(sorted(files[ref]))} · {len(batch)} alert{'s' if len(batch) != 1 else ''}"
@@ -84,8 +123,8 @@ def send_alerts(plan: Plan, rows: list[dict[str, Any]], run_id: str, moment: dat
                 outcome["errors"].append(str(exc))
                 logger.warning("%d alert(s) not delivered: %s", len(batch), exc)
             store.finish_alerts([a.id for a in batch], run_id=run_id, delivered=delivered)
-            outcome["alerts"] += [{"kr_id": a.kr_id, "kind": a.kind, "message": a.message, "delivered": delivered}
-                                  for a in batch]
+            outcome["alerts"] += [{"kr_id": a.kr_id, "kind": a.kind, "message": a.message, "delivered": delivered,
+                                   "links": [{"label": label, "url": url} for label, url in a.links]} for a in batch]
     except OkrSyncError as exc:
         outcome["errors"].append(str(exc))
         logger.warning("alerts skipped: %s", exc)

@@ -87,6 +87,9 @@ def run_table(console: Console, result: dict[str, Any]) -> None:
     if c["failed"]:
         line += f"; [red]{c['failed']} failed[/red]"
     console.print(line + f" ({result['seconds']:.1f}s)", highlight=False)
+    flow_run = result.get("flow_run")
+    if flow_run:
+        console.print(f"Prefect flow run: {_text(flow_run['url'] or flow_run['id'])}", highlight=False, soft_wrap=True)
 
 
 def assessed(c: StoredCheckin) -> str:
@@ -124,14 +127,28 @@ def status_table(console: Console, states: list[KeyResultState]) -> None:
     console.print(table)
 
 
-def history_table(console: Console, kr_id: str, rows: list[StoredCheckin]) -> None:
+def flow_run_json(run: dict[str, Any]) -> dict[str, Any] | None:
+    """A stored run's Prefect flow run as `{id, url}` (url None when unknown), None for an in-process run."""
+    return {"id": run["flow_run_id"], "url": run.get("flow_run_url")} if run.get("flow_run_id") else None
+
+
+def _run_cell(run_id: str | None, flow_run: dict[str, Any] | None) -> str:
+    """The run, and below it the Prefect flow run that made it: its page when known, else its id."""
+    if not run_id:
+        return "-"
+    return _text(run_id) + (f"\n{_text(flow_run['url'] or flow_run['id'])}" if flow_run else "")
+
+
+def history_table(console: Console, kr_id: str, rows: list[StoredCheckin],
+                  flow_runs: dict[str, dict[str, Any] | None] | None = None) -> None:
     table = Table(title=f"check-ins of {_text(kr_id)}", title_justify="left")
-    for col in ("observed", "value", "progress", "expected", "status", "kind", "run", "link / note"):
+    for col in ("observed", "value", "progress", "expected", "status", "kind", "run / flow run", "link / note"):
         table.add_column(col, overflow="fold")
     for c in rows:
         table.add_row(c.observed_at.strftime("%Y-%m-%d %H:%M") if c.observed_at else "-",
                       _invalid(c) if c.invalid else _num(c.value), _pct(c.progress), _pct(c.expected), _status(c.status),
-                      _text(c.kind), _text(c.run_id) or "-", _text(c.note or c.link))
+                      _text(c.kind), _run_cell(c.run_id, (flow_runs or {}).get(c.run_id or "")),
+                      _text(c.note or c.link))
     console.print(table)
     if not rows:
         console.print("no check-ins yet")

@@ -67,6 +67,16 @@ def prefect_harness():
         yield
 
 
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """`prefect server start` on a free port of 127.0.0.1 (its own PREFECT_HOME, analytics off), as
+    an operator runs it; for tests with serve, work pools and workers side by side. Once per session."""
+    from prefect_server import PrefectServer
+
+    with PrefectServer(tmp_path_factory.mktemp("prefect-server")) as server:
+        yield server
+
+
 @pytest.fixture
 def write_config(tmp_path):
     """Write YAML text to a config file in tmp_path and return its path."""

@@ -7,6 +7,7 @@ import json
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -28,6 +29,7 @@ from okrsync.alerts import (
     parse_duration,
     slack_payload,
 )
+from fake_jira import FakeIssue, FakeJira
 from fast_flows import no_heartbeats  # noqa: F401 - a fixture
 from webhook_receiver import WebhookReceiver
 
@@ -315,9 +317,13 @@ def test_alerts_once_per_change_and_after_a_gap_without_leaking_the_webhook(no_h
         results.append(sync(T0 + 3 * HOUR))                        # still off_track: nothing new
         change = ("*checkout-nps* (Raise checkout NPS from 30 to 45): on_track → off_track; now 33 "
                   "(target 45, 20% of the way)")
-        assert [p["text"] for p in hook.posts] == [f"*okr-sync · team.yaml · 1 alert*\n:red_circle: {change}"]
+        flow_run = results[1]["flow_run"]["url"]           # the run that saw the change, in the Prefect UI
+        assert flow_run.endswith(f"/runs/flow-run/{results[1]['flow_run']['id']}")
+        assert [p["text"] for p in hook.posts] == [f"*okr-sync · team.yaml · 1 alert*\n:red_circle: {change} · "
+                                                   f"<{flow_run}|flow run>"]     # a file:// link is left out
         assert results[1]["alerts"] == {"alerts": [{"kr_id": "checkout-nps", "kind": "status_change", "delivered": True,
-                                                    "message": change}], "errors": [], "calls": 1}
+                                                    "message": change, "links": [{"label": "flow run", "url": flow_run}]}],
+                                        "errors": [], "calls": 1}
         assert results[2]["alerts"] == {"alerts": [], "errors": [], "calls": 0}
         set_nps(config, 45)
         results.append(sync(T0 + 4 * HOUR))
@@ -345,7 +351,8 @@ def test_alerts_once_per_change_and_after_a_gap_without_leaking_the_webhook(no_h
         assert [c.value for c in s.history("checkout-nps")] == [38, 33, 45]
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["okr-sync-run", "okr-sync-summary"])))
+            key=ArtifactFilterKey(any_=["okr-sync-run-team", "okr-sync-summary-team"])))
+    assert {a.key for a in artifacts} == {"okr-sync-run-team", "okr-sync-summary-team"}
     # the secret never leaks: not in logs (urllib3 logs the request path at DEBUG), output,
     # run summaries, artifacts or the store
     assert any(r.name == "urllib3.connectionpool" and "POST" in r.getMessage() for r in caplog.records)
@@ -382,11 +389,69 @@ def test_undelivered_alert_stays_queued_and_goes_out_with_a_later_run(no_heartbe
         later = sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + 3 * HOUR)
         assert [a["kind"] for a in later["alerts"]["alerts"]] == ["status_change"]
         assert len(hook.posts) == 1 and "on_track → off_track" in hook.posts[0]["text"]
+        # it links the flow run that saw the change, not the one that finally delivered it
+        assert hook.posts[0]["text"].endswith(f" · <{no_block['flow_run']['url']}|flow run>")
+        assert later["flow_run"]["url"] != no_block["flow_run"]["url"]
         sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + 4 * HOUR)
         assert len(hook.posts) == 1                                          # delivered once, not again
     with open_store(store) as s:
         (alert,) = s.alerts()
         assert alert.attempts == 2 and alert.sent_at is not None
+
+
+def test_each_alert_links_the_tickets_behind_the_number_and_the_flow_run_that_saw_it(no_heartbeats, tmp_path,
+                                                                                  monkeypatch):
+    """A Jira key result (tests/fake_jira.py on 127.0.0.1) that slips, then fails twice: each alert in
+    the webhook post links the issue navigator on the key result's latest JQL and the flow run."""
+    open_p1 = "project = PAY AND type = Bug AND priority = P1 AND statusCategory != Done"
+    open_all = "project = PAY AND type = Bug AND statusCategory != Done"
+    issues = [FakeIssue(n, type="Bug", priority="P1") for n in range(1, 11)] + \
+             [FakeIssue(n, type="Bug", priority="P2") for n in range(11, 17)]
+    monkeypatch.setenv("JIRA_API_TOKEN", "jira-token-for-links")
+    config, store = tmp_path / "bugs.yaml", f"sqlite:///{tmp_path / 'okr.db'}"
+
+    with FakeJira(issues, email="okr-bot@example.com", token="jira-token-for-links") as jira, \
+            WebhookReceiver(path="/services/T3/B3/links") as hook:
+        monkeypatch.setenv("OKR_LINKS_HOOK", hook.url)
+
+        def sync(jql: str, moment: datetime) -> dict:
+            config.write_text(f"""period: 2026-Q4
+notify: {{webhook: "${{OKR_LINKS_HOOK}}", on: [status_change, source_failing]}}
+sources:
+  jira: {{type: jira, url: {jira.url}, email: okr-bot@example.com, token: "${{JIRA_API_TOKEN}}"}}
+objectives:
+  - id: quality
+    title: Quality
+    key_results:
+      - {{id: open-bugs, title: No open bugs, source: jira, baseline: 20, target: 0, metric: {{jql: '{jql}'}}}}
+""", encoding="utf-8")
+            return sync_okrs(config_paths=[str(config)], store=store, as_of=moment)
+
+        sync(open_p1, T0)                                   # 10 open: 50% of the way, on track
+        slipped = sync(open_all, T0 + HOUR)                 # 16 open: 20% of the way, off track
+        sync("projct = PAY", T0 + 2 * HOUR)                 # a typo: Jira refuses the query ...
+        failing = sync("projct = PAY", T0 + 3 * HOUR)       # ... twice in a row
+    tickets = f"{jira.url}/issues/?jql={quote(open_all, safe='')}"
+    assert [p["text"].splitlines()[1] for p in hook.posts] == [
+        ":red_circle: *open-bugs* (No open bugs): on_track → off_track; now 16 (target 0, 20% of the way)"
+        f" · <{tickets}|tickets> · <{slipped['flow_run']['url']}|flow run>",
+        ":x: *open-bugs* (No open bugs): source `jira` failed 2 runs in a row: Jira rejected the JQL 'projct = PAY': "
+        "Jira says \"Field 'projct' does not exist or you do not have permission to view it.\": fix the query (try it "
+        f"in Jira's issue search first) · <{tickets}|tickets> · <{failing['flow_run']['url']}|flow run>"]
+    assert failing["alerts"]["alerts"][0]["links"] == [{"label": "tickets", "url": tickets},
+                                                       {"label": "flow run", "url": failing["flow_run"]["url"]}]
+    assert slipped["flow_run"]["url"] != failing["flow_run"]["url"]
+
+
+def test_slack_links_escape_what_slack_reads_as_markup():
+    github = "https://github.com/search?q=repo%3Aacme%2Fshop+label%3Aperf&type=pullrequests"
+    alert = Alert("perf-prs", "status_change", "*perf-prs* (Merge perf PRs): at_risk → on_track", "on_track",
+                  links=(("tickets", github), ("flow run", "https://prefect.example/runs/flow-run/1|2<3>")))
+    assert slack_payload([alert], "okr-sync")["text"].splitlines()[1] == (
+        ":large_green_circle: *perf-prs* (Merge perf PRs): at_risk → on_track"
+        " · <https://github.com/search?q=repo%3Aacme%2Fshop+label%3Aperf&amp;type=pullrequests|tickets>"
+        " · <https://prefect.example/runs/flow-run/1%7C2&lt;3&gt;|flow run>")
+    assert slack_payload([Alert("x", "stale", "*x*: stale")], "h")["text"] == "*h*\n:hourglass: *x*: stale"
 
 
 # ---------------------------------------------------------------------------- the store's alert queue

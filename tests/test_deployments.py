@@ -133,7 +133,7 @@ def test_serve_runs_each_config_on_demand_with_its_schedules(no_heartbeats, tmp_
                                  stdout=log, stderr=subprocess.STDOUT)
         try:
             with get_client(sync_client=True) as client:
-                deployment = until("the served deployment", deployment_named(client, "sync-okrs/payments"), 60)
+                deployment = until("the served deployment", deployment_named(client, "sync-okrs/payments-served"), 60)
                 schedules = sorted((s.schedule.cron, s.schedule.timezone, s.parameters, s.active)
                                    for s in deployment.schedules)
                 assert schedules == [
@@ -141,7 +141,7 @@ def test_serve_runs_each_config_on_demand_with_its_schedules(no_heartbeats, tmp_
                     ("0 7 * * 1-5", "Europe/Berlin", {"only": ["support-score", "self-serve-customers"]}, True)]
                 assert deployment.parameters == {"config_paths": [str(config.resolve())]}
 
-                started = run_deployment("sync-okrs/payments", timeout=0)   # `prefect deployment run`
+                started = run_deployment("sync-okrs/payments-served", timeout=0)   # `prefect deployment run`
                 run = final_run(client, started.id, 90)
                 assert run.state.is_completed(), (run.state.message, (tmp_path / "serve.log").read_text()[-3000:])
                 artifacts = {a.key: a for a in client.read_artifacts(
@@ -160,27 +160,29 @@ def test_serve_runs_each_config_on_demand_with_its_schedules(no_heartbeats, tmp_
     with open_store(store) as s:
         assert [c.value for c in s.history("checkout-nps")] == [38, 33]
         assert s.history("checkout-nps")[-1].run_id != baseline["run_id"]
-    # the webhook came from the Secret block, read inside the served run; one post, failures first
+    # the webhook came from the Secret block, read inside the served run; one post, failures first, each
+    # alert with a link to the served flow run in the UI (the spreadsheet's file:// link is left out)
+    flow_run = f"{prefect_env()['PREFECT_API_URL'].removesuffix('/api')}/runs/flow-run/{run.id}"
     assert len(posts) == 1
     assert posts[0]["text"].splitlines()[1:] == [
         ":x: *support-score* (Support scores 4.5): source `survey` failed 2 runs in a row: team/data/survey.csv: "
-        "cell C99 is empty; check `cell:` and `sheet:`",
+        f"cell C99 is empty; check `cell:` and `sheet:` · <{flow_run}|flow run>",
         ":red_circle: *checkout-nps* (Raise checkout NPS from 30 to 45): on_track → off_track; now 33 (target 45, "
-        "20% of the way)"]
+        f"20% of the way) · <{flow_run}|flow run>"]
 
-    rows = {r["key result"]: r for r in json.loads(artifacts["okr-sync-run"].data)}
+    rows = {r["key result"]: r for r in json.loads(artifacts["okr-sync-run-payments"].data)}
     assert set(rows) == {"checkout-nps", "support-score", "self-serve-customers"}
     assert (rows["checkout-nps"]["value"], rows["checkout-nps"]["previous"], rows["checkout-nps"]["change"],
             rows["checkout-nps"]["status"]) == (33, 38, -5, "off_track")
     assert rows["checkout-nps"]["link"].startswith("file://") and "survey.csv" in rows["checkout-nps"]["link"]
     assert rows["self-serve-customers"]["change"] == 0 and rows["self-serve-customers"]["value"] == 304
     assert rows["support-score"]["status"] == "error" and "C99" in rows["support-score"]["error"]
-    summary = artifacts["okr-sync-summary"].data
+    summary = artifacts["okr-sync-summary-payments"].data
     assert summary.index("### Failed (1)") < summary.index("### Alerts (2)") < summary.index("### Key results")
     assert "| support-score | survey |" in summary and "| checkout-nps | 33 | −5 |" in summary
 
     with get_client(sync_client=True) as client:    # stopping serve paused its schedules
-        assert client.read_deployment_by_name("sync-okrs/payments").paused is True
+        assert client.read_deployment_by_name("sync-okrs/payments-served").paused is True
 
 
 def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_it(prefect_harness, tmp_path):
@@ -243,7 +245,7 @@ def test_serve_check_lists_deployments_schedules_and_on_demand_key_results(tmp_p
         '        target: 600\n        schedule: {cron: "30 6 * * *", timezone: Asia/Tokyo}\n'))
     done = cli("serve", str(config), "--check")
     assert done.exit_code == 0, done.output
-    assert "sync-okrs/growth" in done.output and "30 6 * * * (Asia/Tokyo)" in done.output
+    assert "sync-okrs/growth-served" in done.output and "30 6 * * * (Asia/Tokyo)" in done.output
     assert "self-serve-customers" in done.output and "on demand only (no schedule:)" in done.output
 
 
@@ -282,6 +284,6 @@ def test_registering_again_replaces_the_schedules_with_the_configs(prefect_harne
         (plan,) = plan_deployments([config])
         to_deployment(plan).apply()                     # what `serve` does at every start
     with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("sync-okrs/cadence")
+        deployment = client.read_deployment_by_name("sync-okrs/cadence-served")
     # the hourly schedule of checkout-nps is gone with its `schedule:`, not left running
     assert [(s.schedule.cron, s.parameters) for s in deployment.schedules] == [("@daily", {})]

@@ -162,7 +162,7 @@ def test_config_schedules_reach_the_plan_and_the_deployment(team_dir):
         "checkout-nps": ScheduleConfig(cron="0 * * * *"), "weekly-signups": None}
 
     (deployment,) = plan_deployments([config])
-    assert deployment.name == "payments-team" and deployment.full_name == "sync-okrs/payments-team"
+    assert deployment.name == "payments-team-served" and deployment.full_name == "sync-okrs/payments-team-served"
     assert deployment.config_path == str(config.resolve())
     assert [(c.describe(), deployment.schedule_parameters(c)) for c in deployment.cadences] == [
         ("0 * * * * (Europe/Berlin)", {"only": ["checkout-nps"]}),
@@ -195,11 +195,11 @@ def test_deployments_need_distinct_names_and_agreeing_key_results(team_dir):
     with pytest.raises(ConfigError) as error:
         plan_deployments([first, second])
     messages = [i.message for i in error.value.issues]
-    assert messages[0] == "these files would all be deployment `okrs`: give them different file names"
+    assert messages[0] == "these files would all be deployment `okrs-served`: give them different file names"
     assert messages[1].startswith("key result `checkout-nps` is also in") and "defined differently" in messages[1]
     assert len(messages) == 2     # weekly-signups is the same in both: overlapping configs are fine
 
 
-def test_deployment_names_drop_characters_prefect_refuses():
-    assert deployment_name("config/team a&b.yaml") == "team-a-b"
-    assert deployment_name(Path("/x/<>.yaml")) == "config"
+def test_deployment_names_drop_characters_prefect_refuses_and_say_they_are_served():
+    assert deployment_name("config/team a&b.yaml") == "team-a-b-served"
+    assert deployment_name(Path("/x/<>.yaml")) == "config-served"

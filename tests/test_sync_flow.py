@@ -77,8 +77,8 @@ def test_run_publishes_table_artifact(prefect_harness, store_url):
 
     result = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, as_of=AS_OF)
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["okr-sync-run"])))
-    assert artifacts, "no okr-sync-run artifact"
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["okr-sync-run-example"])))
+    assert artifacts, "no okr-sync-run-example artifact"
     newest = max(artifacts, key=lambda a: a.created)
     assert result["run_id"] in newest.description
     assert "checkout-nps" in str(newest.data)

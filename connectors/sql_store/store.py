@@ -79,6 +79,9 @@ DEADLOCK_ATTEMPTS = 3           # tries of a write PostgreSQL aborted as a deadl
 T = TypeVar("T")
 
 
+_IDS_PER_QUERY = 500
+
+
 class SqlStore(AlertQueue, Outbox):
     """An OKR store in one SQL database, addressed by a SQLAlchemy URL."""
 
@@ -425,15 +428,17 @@ class SqlStore(AlertQueue, Outbox):
             ).all()
         return [stored(r._mapping) for r in rows]
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The most recent runs, newest first."""
+    def runs(self, limit: int = 20, run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The most recent runs, newest first; with `run_ids`, those runs (however old, no limit).
+        Each row has every okr_runs column, the Prefect flow run (`flow_run_id`, `flow_run_url`) too."""
+        order = (runs_table.c.started_at.desc(), runs_table.c.run_id.desc())
         with self._errors("read"), self._engine.connect() as conn:
-            rows = conn.execute(
-                select(runs_table)
-                .order_by(runs_table.c.started_at.desc(), runs_table.c.run_id.desc())
-                .limit(limit)
-            ).all()
-        return [dict(r._mapping) for r in rows]
+            if run_ids is None:
+                return [dict(r._mapping) for r in conn.execute(select(runs_table).order_by(*order).limit(limit))]
+            wanted = sorted({r for r in run_ids if r})
+            rows = [dict(r._mapping) for i in range(0, len(wanted), _IDS_PER_QUERY)   # within SQLite's bound parameters
+                    for r in conn.execute(select(runs_table).where(runs_table.c.run_id.in_(wanted[i:i + _IDS_PER_QUERY])))]
+        return sorted(rows, key=lambda r: (r["started_at"], r["run_id"]), reverse=True)
 
     def close(self) -> None:
         """Release the store's connections."""
