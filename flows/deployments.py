@@ -176,11 +176,17 @@ def serve(plans: list[DeploymentPlan], store: str | None = None, limit: int | No
     from prefect.settings import get_current_settings
 
     deployments = [to_deployment(p, store) for p in plans]
-    refused = [conflict_line(name, why) for name, why in _taken(d.full_name for d in deployments)]
+    runner = Runner(pause_on_shutdown=False, limit=limit)
+    try:
+        refused = [conflict_line(name, why) for name, why in _taken(d.full_name for d in deployments)]
+        if not refused:
+            served = {runner.add_deployment(d): d.full_name for d in deployments}
+    except Exception as exc:  # noqa: BLE001 - the API is unreachable or refused: one line, not a traceback
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        raise OkrSyncError(f"could not register the deployments with the Prefect API ({exc.__class__.__name__}: "
+                           f"{detail}): check that the Prefect server is up and PREFECT_API_URL points at it") from None
     if refused:
         raise DeploymentConflict("\n".join(refused))
-    runner = Runner(pause_on_shutdown=False, limit=limit)
-    served = {runner.add_deployment(d): d.full_name for d in deployments}
     if on_registered is not None:
         on_registered()
     every = float(get_current_settings().runner.poll_frequency)

@@ -397,6 +397,8 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
         for line in str(e).splitlines():
             err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
+    except OkrSyncError as e:
+        _fail(e)
 
 
 def _alerts_line(alerts: dict | None) -> None:

@@ -37,6 +37,7 @@ def main(config: str = "config/example.yaml", runs: int = 5) -> None:
     from prefect.runner import Runner
     from prefect.testing.utilities import prefect_test_harness
 
+    from flows.artifacts import SUMMARY_KEY, config_key
     from flows.deployments import plan_deployments, to_deployment
 
     store = f"sqlite:///{Path(tempfile.mkdtemp()) / 'okr.db'}"
@@ -50,7 +51,8 @@ def main(config: str = "config/example.yaml", runs: int = 5) -> None:
                 run = client.read_flow_run(run_id)
                 states = {s.type.value: s.timestamp for s in client.read_flow_run_states(run_id)}
                 (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]), key=ArtifactFilterKey(any_=["okr-sync-summary"])))
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+                    key=ArtifactFilterKey(any_=[f"{SUMMARY_KEY}-{config_key(plan.config_path)}"])))
             assert run.state.is_completed(), run.state
             body = float(re.search(r"· ([0-9.]+) s\n", artifact.data).group(1))
             return ((states["RUNNING"] - states["PENDING"]).total_seconds(),

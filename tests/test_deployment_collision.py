@@ -8,7 +8,8 @@ operator who tries both paths of the README would run them:
   pauses only its own;
 - serve refuses, in one line each and before registering anything, names taken by a work pool's
   deployment or by one it did not register;
-- serve stops, leaving it alone, when `prefect deploy` takes one of its names while it runs.
+- serve stops, leaving it alone, when `prefect deploy` takes one of its names while it runs;
+- serve says in one line (no traceback) when the Prefect API cannot be reached.
 
 Every wait is bounded; a process still running at the end is killed.
 """
@@ -188,3 +189,17 @@ def test_serve_stops_when_prefect_deploy_takes_one_of_its_deployments(prefect_se
     with prefect_server.client_settings(), get_client(sync_client=True) as client:
         taken = client.read_deployment_by_name("sync-okrs/team-c-served")
     assert taken.id == served.id and taken.work_pool_name == POOL and taken.paused is False
+
+
+def test_serve_says_in_one_line_when_the_prefect_api_cannot_be_reached(tmp_path):
+    from prefect_server import PrefectServer, free_port
+
+    env = PrefectServer(tmp_path / "prefect").env()
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"            # nothing listens there
+    done = subprocess.run([sys.executable, "-m", "okrsync.cli", "serve", str(EXAMPLE)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "error: could not register the deployments with the Prefect API (ConnectError: ")
+    assert "check that the Prefect server is up and PREFECT_API_URL points at it" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout

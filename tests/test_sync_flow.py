@@ -1,6 +1,7 @@
 """End to end: the real sync flow under Prefect's test harness, on the example config, into SQLite."""
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import datetime, timezone
 
@@ -112,3 +113,73 @@ def test_okr_sync_log_lines_reach_the_flow_run_log_and_tasks_name_their_source(p
     assert any(m.startswith(f"run {result['run_id']}: 6 key results, 6 synced, 0 failed") for m in messages), messages
     names = {t.name.rsplit("-", 1)[0] for t in tasks}
     assert {"measure survey", "measure signups", "measure metrics", "write-checkins"} <= names, names
+
+
+def test_each_config_of_a_run_gets_its_own_artifacts(prefect_harness, tmp_path, store_url):
+    """Two config files in one flow run: `okr-sync-run-<config>` and `okr-sync-summary-<config>` for each,
+    holding that file's key results only, so the UI's latest artifact of a config is its own."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    shutil.copytree(EXAMPLE.parent / "data", tmp_path / "data")
+    text = EXAMPLE.read_text(encoding="utf-8")
+    header, objectives = text.split("objectives:\n")
+    checkout, growth = objectives.split("  - id: growth\n")
+    (tmp_path / "payments.yaml").write_text(f"{header}objectives:\n{checkout}", encoding="utf-8")
+    (tmp_path / "Growth Team.yaml").write_text(f"{header}objectives:\n  - id: growth\n{growth}", encoding="utf-8")
+
+    state = sync_okrs(config_paths=[str(tmp_path / "payments.yaml"), str(tmp_path / "Growth Team.yaml")],
+                      store=store_url, as_of=AS_OF, return_state=True)
+    result = state.result()
+    assert result["counts"]["written"] == 6
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))}
+    assert set(artifacts) == {"okr-sync-run-payments", "okr-sync-summary-payments",
+                              "okr-sync-run-growth-team", "okr-sync-summary-growth-team"}
+    assert [r["key result"] for r in json.loads(artifacts["okr-sync-run-payments"].data)] == [
+        "checkout-nps", "checkout-p95", "checkout-success"]
+    assert [r["key result"] for r in json.loads(artifacts["okr-sync-run-growth-team"].data)] == [
+        "self-serve-customers", "self-serve-revenue", "weekly-signups"]
+    summary = artifacts["okr-sync-summary-growth-team"].data
+    assert summary.startswith(f"## okr-sync run {result['run_id']} of growth-team · as of 2026-11-20 12:00 UTC")
+    assert "**3 key results** · 3 synced · 0 failed · 3 check-ins written" in summary
+    assert "checkout-nps" not in summary
+    assert artifacts["okr-sync-run-payments"].description == (
+        f"okr-sync run {result['run_id']} of payments: 3 synced, 0 failed, 3 check-ins written")
+
+
+def test_the_flow_run_is_kept_with_the_run_and_shown_by_history(prefect_harness, cli, tmp_path, monkeypatch):
+    """`okr-sync run --prefect`: --json says which flow run it was (id and its page in the UI), the store
+    keeps both with the run, and `history` shows each check-in's flow run (the table and --json)."""
+    import prefect.settings
+    from rich.console import Console
+
+    import okrsync.cli
+
+    shutil.copytree(EXAMPLE.parent, tmp_path / "config")
+    config = str(tmp_path / "config" / "example.yaml")
+    local = json.loads(cli("run", config, "--no-prefect", "--as-of", "2026-11-19T12:00:00", "--json").stdout)
+    survey = tmp_path / "config" / "data" / "survey.csv"
+    survey.write_text(survey.read_text().replace("NPS,398,38", "NPS,398,40"))       # a new value: a new check-in
+    done = cli("run", config, "--prefect", "--as-of", AS_OF.isoformat(), "--json")
+    flow = json.loads(done.stdout)
+    ui = prefect.settings.PREFECT_UI_URL.value()
+    assert local["flow_run"] is None and ui
+    assert flow["flow_run"] == {"id": flow["flow_run"]["id"], "url": f"{ui}/runs/flow-run/{flow['flow_run']['id']}"}
+
+    with open_store(f"sqlite:///{tmp_path / 'okr.db'}") as s:
+        runs = {r["run_id"]: r for r in s.runs()}
+    assert (runs[flow["run_id"]]["flow_run_id"], runs[flow["run_id"]]["flow_run_url"]) == (
+        flow["flow_run"]["id"], flow["flow_run"]["url"])
+    assert runs[local["run_id"]]["flow_run_id"] is None
+
+    history = json.loads(cli("history", "checkout-nps", "--json").stdout)
+    assert [(c["run_id"], c["flow_run"]) for c in history] == [(local["run_id"], None),
+                                                               (flow["run_id"], flow["flow_run"])]
+    monkeypatch.setattr(okrsync.cli, "out", Console(width=400))      # wide enough that no cell folds
+    rows = [line for line in cli("history", "checkout-nps").stdout.splitlines() if "│" in line]
+    assert [cell.strip() for cell in rows[-2].split("│")[7:8]] == [flow["run_id"]]
+    assert [cell.strip() for cell in rows[-1].split("│")[7:8]] == [flow["flow_run"]["url"]]   # below its run
+    shown = cli("run", config, "--prefect", "--as-of", AS_OF.isoformat())
+    assert shown.stdout.splitlines()[-1].startswith(f"Prefect flow run: {ui}/runs/flow-run/")
