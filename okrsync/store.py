@@ -51,7 +51,9 @@ class OkrStore(Protocol):
 
     def history(self, kr_id: str) -> list[StoredCheckin]: ...
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]: ...
+    def runs(self, limit: int = 20, run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The most recent runs, newest first, or those of `run_ids`; every okr_runs column, the Prefect
+        flow run (`flow_run_id`, `flow_run_url`) too."""
 
     # -- alerts --
     def update_watch(self, *, run_id: str, kr_ids: Iterable[str],
