@@ -168,8 +168,9 @@ def serve(plans: list[DeploymentPlan], store: str | None = None, limit: int | No
     Raises DeploymentConflict before registering anything when one of the names is taken by a
     deployment that is not serve's, and after stopping when one of its deployments was taken over
     while it ran (checked every `PREFECT_RUNNER_POLL_FREQUENCY` seconds, as often as it looks for
-    runs). `on_registered` is called once every deployment is registered. Schedules are paused when the process stops (so runs do not pile up as Late), only those
-    of deployments still its own, and resumed when it starts again.
+    runs). `on_registered` is called once every deployment is registered. Schedules are paused
+    when the process stops (so runs do not pile up as Late), only those of deployments still its
+    own, and resumed when it starts again.
     """
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner
