@@ -305,7 +305,7 @@ def _plan(tab: Tab, group: Group) -> DeliveryResult | list[dict[str, Any]]:
     row = tab.row_of.get(group.key)
     if row is None:
         return failed(f"no row of {tab.where} has {group.key!r} in its {_header(tab)} column: add a row for this key "
-                      "result (or map it to its row's id with `publish: {<target>: <id>}`)")
+                      f"result (or name its row's id with `publish: {{{d.target}: <id>}}`)")
     cell = tab.cell(row, tab.columns["value"])
     shown = _number(cell)
     if isinstance(shown, str):

@@ -284,3 +284,20 @@ def test_import_reads_the_rows_into_a_starter_config(google, tmp_path):
     assert (bugs["id"], bugs["publish"], bugs["unit"], bugs["baseline"]) == ("p1-bugs", {"okr-sheet": "P1 bugs"}, "bugs",
                                                                              20.0)
     assert doc["publish"]["okr-sheet"]["service_account"] == "${GOOGLE_SA_JSON}"
+
+
+def test_okr_sync_run_on_the_command_line_publishes_to_the_sheet(cli, google, tmp_path):
+    from okrsync.registry import default_targets
+
+    if "google_sheets" not in default_targets():
+        pytest.skip("the google_sheets publish target is not registered in this environment's installed metadata "
+                    "(pip install -e . registers it)")
+    path = write_config(tmp_path, google, {"a": 10, "zz": 20})
+    ran = cli("run", str(path), "--no-prefect")
+    assert ran.exit_code == 1                                             # a delivery failed
+    assert "okr-sheet (google_sheets): 1 delivered, 1 failed (retried on the next run), 3 call(s)" in ran.output
+    assert ("zz: no row of tab 'OKRs' of Google Sheet 1OkrSheetA… has 'zz' in its 'KR id' column: add a row for this "
+            "key result (or name its row's id with `publish: {okr-sheet: <id>}`)") in ran.output
+    assert rows(google)["a"][2] == 10.0 and CANARY_WRITE_TOKEN not in ran.output
+    status = cli("status")
+    assert status.exit_code == 0 and "okr-sheet" in status.output
