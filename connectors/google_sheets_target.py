@@ -244,7 +244,7 @@ def _tab(client: Client, target: TargetConfig, writing: bool = True) -> Tab:
     twice: dict[str, list[int]] = {}
     for number in range(target.header_row + 1, len(rows) + 1):
         cells = rows[number - 1]
-        kr = str(cells[match_col]).strip() if match_col < len(cells) and cells[match_col] is not None else ""
+        kr = _id_text(cells[match_col]) if match_col < len(cells) else ""
         if not kr:
             continue
         if kr in row_of:
@@ -252,6 +252,15 @@ def _tab(client: Client, target: TargetConfig, writing: bool = True) -> Tab:
         else:
             row_of[kr] = number
     return Tab(where, target.sheet, target.header_row, rows, columns, match_col, row_of, twice)
+
+
+def _id_text(cell: Any) -> str:
+    """A KR id cell as text: an id typed as a number reads 2024, not 2024.0."""
+    if cell is None or isinstance(cell, bool):
+        return "" if cell is None else str(cell)
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))
+    return str(cell).strip()
 
 
 def _number(cell: Any) -> float | None | str:
