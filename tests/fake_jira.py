@@ -30,7 +30,8 @@ Document Format, a v3 body that is not one gets 400, v2 bodies are text and v2 s
 text); a search's `comment` field is a PageOfComments of at most `comment_page` comments (the oldest:
 a client must not assume the newest are there), `updated` is when the issue last changed (an edit or a
 comment moves it), `expand=editmeta` lists the fields on each issue's edit screen. REST v3 exists on
-Cloud only (Data Center answers 404). `queued` answers (e.g. 429 with Retry-After) go to the next calls.
+Cloud only (Data Center answers 404). `queued` answers (e.g. 429 with Retry-After) go to the next calls,
+`answers` to every call of one method and path (e.g. a 403 for one issue's edit).
 """
 from __future__ import annotations
 
@@ -412,6 +413,7 @@ class FakeJira:
     state: dict[str, IssueState] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     queued: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)   # answers for the next API calls
+    answers: dict[tuple[str, str], tuple[int, dict[str, str], Any]] = field(default_factory=dict)  # (method, path) -> answer
     _matched: dict[str, list[FakeIssue]] = field(default_factory=dict, repr=False)
 
     def __enter__(self) -> FakeJira:
@@ -491,6 +493,8 @@ class FakeJira:
             return 401, {}, errors("You are not authenticated. Authentication required to perform this operation.")
         if self.queued:
             return self.queued.pop(0)
+        if (method, path) in self.answers:
+            return self.answers[(method, path)]
         version, _, rest = path.removeprefix("/rest/api/").partition("/")
         if version == "3" and not self.cloud:
             return 404, {}, errors("null for uri: " + path)

@@ -203,6 +203,25 @@ def test_a_field_missing_from_the_edit_screen_fails_that_issue_with_jiras_words(
     assert result["delivered"] == 1 and jira.comments("OKR-11") == []
 
 
+def test_an_edit_or_a_comment_jira_forbids_fails_that_issue_only(cloud, tmp_path):
+    forbidden = (403, {}, errors("You do not have permission to edit issues in this project."))
+    cloud.answers[("PUT", "/rest/api/3/issue/OKR-11")] = forbidden
+    cloud.answers[("POST", "/rest/api/3/issue/OKR-12/comment")] = (403, {}, errors("No permission to add comments."))
+    path = write_config(tmp_path, cloud, {"a": 10, "b": 20, "c": 30})
+    result = run(path, tmp_path)["publish"]["okr-jira"]
+    assert result["delivered"] == 1 and cloud.value("OKR-13") == 30.0
+    assert result["messages"] == [
+        'a: Jira refused the edit of OKR-11 (HTTP 403): Jira says "You do not have permission to edit issues in this '
+        'project.": the account behind environment variable JIRA_TOKEN needs the Edit issues permission in that project',
+        'b: value set, comment not added: Jira refused the comment of OKR-12 (HTTP 403): Jira says "No permission to '
+        'add comments.": the account behind environment variable JIRA_TOKEN needs the Add comments permission in that '
+        "project"]
+    cloud.answers.clear()
+    again = run(path, tmp_path)["publish"]["okr-jira"]                  # retried: a's edit, b's comment only
+    assert again["delivered"] == 2 and cloud.value("OKR-11") == 10.0
+    assert [len(cloud.comments(k)) for k in ("OKR-11", "OKR-12", "OKR-13")] == [1, 1, 1]
+
+
 @pytest.mark.parametrize("name, expected", [
     ("KR note", 'Jira field "KR note" (customfield_10043) holds string values, not numbers: name a number field '
                 "such as Story Points (`field:` of the publish target)"),
