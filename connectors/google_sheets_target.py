@@ -308,6 +308,9 @@ def _row_cells(tab: Tab, row: int, d: Delivery) -> list[dict[str, Any]]:
 def _plan(tab: Tab, group: Group) -> DeliveryResult | list[dict[str, Any]]:
     """The cells to write for one key result's row, or its result when nothing is to be written."""
     d = group.newest
+    if len(group.kr_ids) > 1:
+        return failed(f"{group.key!r} is the row of several key results ({', '.join(group.kr_ids)}): give each key "
+                      f"result its own row (`publish: {{{d.target}: <id>}}`)")
     if group.key in tab.twice:
         rows = ", ".join(str(r) for r in tab.twice[group.key])
         return failed(f"{tab.where} has {group.key!r} on rows {rows}: keep one row per key result")

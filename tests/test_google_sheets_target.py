@@ -194,6 +194,14 @@ def test_a_missing_optional_column_is_skipped_and_a_row_can_be_mapped_by_id(goog
     assert rows(google)["Checkout NPS"] == ["Checkout NPS", 40.0, "On track"]
 
 
+def test_two_key_results_on_one_row_fail_both_instead_of_taking_turns(google, tmp_path):
+    path = write_config(tmp_path, google, {"a": 10, "b": 20, "c": 30}, kr_extra={"b": ", publish: {okr-sheet: a}"})
+    result = run(path, tmp_path)["publish"]["okr-sheet"]
+    assert result["messages"] == [f"{kr}: 'a' is the row of several key results (a, b): give each key result its own "
+                                  "row (`publish: {okr-sheet: <id>}`)" for kr in ("a", "b")]
+    assert rows(google)["a"] == ["a", "Key result a"] and rows(google)["c"][2] == 30.0
+
+
 def test_a_sheet_shared_as_viewer_fails_with_the_sharing_fix(google, tmp_path):
     google.editors.clear()
     path = write_config(tmp_path, google, {"a": 10})
