@@ -62,7 +62,7 @@ _IMPORTABLE_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,59}")
 # ---------------------------------------------------------------------------- config
 
 
-class Properties(BaseModel):
+class SheetProperties(BaseModel):
     """The header of the column each part of a check-in goes to; null: not written."""
 
     model_config = ConfigDict(extra="forbid")
@@ -94,8 +94,8 @@ class TargetConfig(BaseModel):
         description="A service-account JSON key: a file (relative to the config file), \"${ENV}\" or {secret: NAME}. "
                     "Share the spreadsheet with the account's email as an Editor")
     match: str = Field("KR id", description="The column holding each row's okr-sync key-result id")
-    properties: Properties = Field(default_factory=Properties, description="The column each part of a check-in "
-                                                                            "goes to, by header")
+    properties: SheetProperties = Field(default_factory=SheetProperties,
+                                        description="The column each part of a check-in goes to, by header")
     header_row: int = Field(1, ge=1, description="The row holding the column headers (1 = first row)")
     api_base: SkipJsonSchema[str] = Field(API_BASE, description="Sheets API endpoint (tests only)")
 
@@ -418,5 +418,5 @@ def import_okrs(client: Client, target: TargetConfig) -> list[ImportedObjective]
     return [ImportedObjective(id=name, title=name, key_results=krs) for name, krs in objectives.items()]
 
 
-__all__ = ["TYPE", "NEEDS_EXTERNAL_ID", "TargetConfig", "Properties", "Client", "check", "connect", "deliver", "probe",
-           "import_okrs"]
+__all__ = ["TYPE", "NEEDS_EXTERNAL_ID", "TargetConfig", "SheetProperties", "Client", "check", "connect", "deliver",
+           "probe", "import_okrs"]
