@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 API_BASE = SPREADSHEETS_API_V4_BASE_URL            # https://sheets.googleapis.com/v4/spreadsheets
 EXPORT_BASE = "https://docs.google.com/spreadsheets/d"
-READONLY_SCOPES = ("https://www.googleapis.com/auth/spreadsheets.readonly",)
+READONLY_SCOPES = ("https://www.googleapis.com/auth/spreadsheets.readonly",)     # the source: reads only
+READ_WRITE_SCOPES = ("https://www.googleapis.com/auth/spreadsheets",)            # the publish target writes
 METADATA_FIELDS = "properties(title,locale),sheets.properties(sheetId,title,index,sheetType)"
 # Google's documented truncated exponential backoff (Sheets API usage limits): the per-minute read
 # quota refills each minute, so the waits span one: 2, 4, 8, 16, 32 s (plus jitter) over 6 tries.
@@ -75,16 +76,18 @@ def _fault(exc: BaseException) -> _http.Fault | None:
     return _http.fault_of(exc)
 
 
-def with_retries(call: Callable[[], T], *, path: str, what: str, deadline: float | None = None) -> T:
+def with_retries(call: Callable[[], T], *, path: str, what: str, deadline: float | None = None,
+                 quota: str = "read") -> T:
     """Run `call` (one request to `path`, for `what`) with retries; when they end, the last fault's
-    RetriableSourceError saying it gave up. Errors not worth retrying are raised as they are."""
+    RetriableSourceError saying it gave up. Errors not worth retrying are raised as they are. `quota`
+    ("read" or "write") names the per-minute quota a 429 used up."""
     try:
         return _http.call(call, service="Google Sheets", path=path, classify=_fault, policy=POLICY,
                           deadline=deadline)
     except _http.GaveUp as ended:
         error = ended.error
         response = getattr(error, "response", None)
-        last = _transient(response, what) if response is not None else _unreachable(error, what)
+        last = _transient(response, what, quota) if response is not None else _unreachable(error, what)
         if ended.asked_too_long:
             gave_up = f"Google asked to wait {ended.fault.asked:.0f} s, longer than okr-sync waits: {ended.run_again()}"
         else:
@@ -126,13 +129,13 @@ def _google_error(response: requests.Response) -> tuple[str, str]:
     return str(error.get("status") or ""), one_line(error.get("message") or "")
 
 
-def _transient(response: requests.Response, what: str) -> RetriableSourceError:
+def _transient(response: requests.Response, what: str, quota: str = "read") -> RetriableSourceError:
     status, message = _google_error(response)
     wait = _http.asked_wait(response.headers)
     if response.status_code == 429:
         detail = f": {message}" if message else ""
         return RetriableSourceError(
-            f"{what}: Google's read quota is used up (HTTP 429{detail}); the Sheets API allows 60 reads per "
+            f"{what}: Google's {quota} quota is used up (HTTP 429{detail}); the Sheets API allows 60 {quota}s per "
             "minute per user: spread syncs apart or ask for more quota in the Google Cloud console", wait)
     return RetriableSourceError(f"{what}: Google answered HTTP {response.status_code}"
                                 + (f" ({message})" if message else "") + ", a passing fault", wait)
@@ -167,22 +170,24 @@ class Spreadsheet:
 
 
 class SheetsApi:
-    """The Sheets API v4 for one spreadsheet, read as a service account with the read-only scope.
+    """The Sheets API v4 for one spreadsheet as a service account: with the read-only scope for the source,
+    with the read-write `spreadsheets` scope (`scopes=READ_WRITE_SCOPES`) for the publish target.
 
     Built on gspread's HTTPClient (no retries of its own) over a google-auth AuthorizedSession.
     """
 
     def __init__(self, info: dict[str, Any], spreadsheet_id: str, *, api_base: str = API_BASE,
                  counter: CallCounter | None = None, key_label: str = "the service account key",
-                 deadline: float | None = None):
+                 deadline: float | None = None, scopes: tuple[str, ...] = READONLY_SCOPES):
         self.spreadsheet_id = spreadsheet_id
         self.deadline = deadline                    # a clock.monotonic() time no retry wait may pass (_http)
         self.label = sheet_label(spreadsheet_id)
         self.api_base = api_base.rstrip("/")
         self.client_email = str(info.get("client_email") or "the service account")
         self.counter = counter or CallCounter()
+        self.writes = scopes == READ_WRITE_SCOPES
         try:
-            self.credentials = service_account.Credentials.from_service_account_info(info, scopes=list(READONLY_SCOPES))
+            self.credentials = service_account.Credentials.from_service_account_info(info, scopes=list(scopes))
         except (ValueError, KeyError, TypeError):
             raise SourceError(f"{key_label} is not a usable service-account key (its private_key could not be read): "
                               "download a new JSON key in the Google Cloud console (IAM & Admin > Service accounts > "
@@ -237,9 +242,10 @@ class SheetsApi:
         return Spreadsheet(str(props.get("title", "")), str(props.get("locale", "")),
                            sorted(tabs, key=lambda tab: tab.index))
 
-    def values(self, ranges: list[str]) -> list[dict[str, Any]]:
-        """The valueRanges of `ranges`, in the order asked (one call: values:batchGet, values as displayed)."""
-        params = {"ranges": ranges, "valueRenderOption": "FORMATTED_VALUE", "majorDimension": "ROWS"}
+    def values(self, ranges: list[str], render: str = "FORMATTED_VALUE") -> list[dict[str, Any]]:
+        """The valueRanges of `ranges`, in the order asked (one call: values:batchGet). `render`: FORMATTED_VALUE
+        (as displayed, the source) or UNFORMATTED_VALUE (numbers as numbers, whatever the format and locale)."""
+        params = {"ranges": ranges, "valueRenderOption": render, "majorDimension": "ROWS"}
         body = self._get(f"{self.api_base}/{self.spreadsheet_id}/values:batchGet", params, "reading the values")
         found = body.get("valueRanges", [])
         if not isinstance(found, list) or not all(isinstance(r, dict) for r in found):
@@ -249,9 +255,20 @@ class SheetsApi:
             raise SourceError(f"Google Sheets returned {len(found)} ranges for the {len(ranges)} asked")
         return found
 
+    def update_values(self, data: list[dict[str, Any]], value_input: str = "RAW") -> dict[str, Any]:
+        """Write `data` (ValueRanges: {"range", "values"}) in one call: values:batchUpdate, atomic (all or nothing).
+        RAW stores numbers as numbers and text as text (no formula or date parsing)."""
+        body = {"valueInputOption": value_input, "data": data}
+        return self._request("post", f"{self.api_base}/{self.spreadsheet_id}/values:batchUpdate", None,
+                             "writing the values", body)
+
     def _get(self, url: str, params: dict[str, Any], what: str) -> dict[str, Any]:
+        return self._request("get", url, params, what)
+
+    def _request(self, method: str, url: str, params: dict[str, Any] | None, what: str,
+                 payload: dict[str, Any] | None = None) -> dict[str, Any]:
         def attempt() -> dict[str, Any]:
-            response = self.http.request("get", url, params=params)
+            response = self.http.request(method, url, params=params, json=payload)
             try:
                 body = response.json()
                 if isinstance(body, dict):
@@ -262,7 +279,8 @@ class SheetsApi:
             raise SourceError(f"{self.label}, {what}: Google Sheets answered something other than a JSON object "
                               f"(HTTP {response.status_code}): check `spreadsheet:`")
         try:
-            return with_retries(attempt, path=_log_path(url, self.spreadsheet_id), what=f"{self.label}, {what}", deadline=self.deadline)
+            return with_retries(attempt, path=_log_path(url, self.spreadsheet_id), what=f"{self.label}, {what}",
+                                deadline=self.deadline, quota="write" if method == "post" else "read")
         except gspread.exceptions.APIError as exc:
             raise self._failure(exc.response, what) from None
         except requests.RequestException as exc:
@@ -278,9 +296,18 @@ class SheetsApi:
             where = f"at {link.group(0).rstrip('.')}" if link else "(APIs & Services > Library)"
             return SourceError(f"the Google Sheets API is not enabled in the Google Cloud project of {email}: "
                                f"enable it {where}, wait a few minutes and run again")
+        if status == 403 and ("ACCESS_TOKEN_SCOPE_INSUFFICIENT" in response.text or "insufficient authentication scopes"
+                              in message):
+            return SourceError(f"{self.label}, {what}: Google refused the request for lack of the "
+                               f"{'read-write' if not self.writes else 'needed'} scope (HTTP 403 "
+                               "ACCESS_TOKEN_SCOPE_INSUFFICIENT): writing needs the `spreadsheets` scope, which only "
+                               "the publish target asks for; if a domain-wide policy limits the account's scopes, "
+                               "allow https://www.googleapis.com/auth/spreadsheets for it")
         if status == 403:
-            return SourceError(f"{self.label} is not shared with the service account {email}: open it in Google "
-                               f"Sheets, click Share and add {email} as a Viewer")
+            role = "an Editor" if self.writes else "a Viewer"
+            return SourceError(f"{self.label} is not shared with the service account {email}"
+                               f"{' as an Editor' if self.writes else ''}: open it in Google Sheets, click Share and "
+                               f"add {email} as {role}")
         if status == 404:
             return SourceError(f"spreadsheet {self.spreadsheet_id} not found: check `spreadsheet:` (copy the URL "
                                "from the browser's address bar)")

@@ -53,6 +53,14 @@ class MethodNotAllowed(SourceError):
     """Jira (or a proxy in front of it) answered 405 to the method asked."""
 
 
+class Rejected(SourceError):
+    """Jira answered 400 to a query; `messages` are its own words (ErrorCollection), one per problem."""
+
+    def __init__(self, message: str, messages: list[str]):
+        super().__init__(message)
+        self.messages = messages
+
+
 def _fault(exc: BaseException) -> _http.Fault | None:
     if isinstance(exc, JIRAError):
         response = exc.response
@@ -230,7 +238,7 @@ class JiraApi:
         texts = _messages(response)
         jira_says = f": Jira says {_quoted(texts)}" if texts else ""
         if status == 400:
-            return SourceError(f"Jira rejected {what}{jira_says}: fix the query (try it in Jira's issue search first)")
+            return Rejected(f"Jira rejected {what}{jira_says}: fix the query (try it in Jira's issue search first)", texts)
         if status == 401:
             who = (f"the API token in {self._token_source} and the email in {self._email_source} "
                    "(Jira Cloud: an API token from id.atlassian.com with its account's email)"
@@ -306,16 +314,18 @@ class JiraApi:
             raise SourceError(f"Jira answered {path} with {bad} for {what}: not stored; check `url:` ({self.url}) "
                               "and run again") from None
 
-    def pages(self, jql: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
-        """The issues matching `jql`, a page at a time, with only `fields`."""
-        return self._cloud_pages(jql, fields) if self.cloud else self._dc_pages(jql, fields)
+    def pages(self, jql: str, fields: list[str], expand: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        """The issues matching `jql`, a page at a time, with only `fields` (and `expand`, e.g. "editmeta")."""
+        return self._cloud_pages(jql, fields, expand) if self.cloud else self._dc_pages(jql, fields, expand)
 
-    def _cloud_pages(self, jql: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+    def _cloud_pages(self, jql: str, fields: list[str], expand: str | None = None) -> Iterator[list[dict[str, Any]]]:
         path, what = "/rest/api/2/search/jql", f"the JQL {jql!r}"
         token: str | None = None
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
             query: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": CLOUD_PAGE_SIZE}
+            if expand:
+                query["expand"] = expand
             if token:
                 query["nextPageToken"] = token
             body = self._call(what, path, lambda: self._jira._get_json("search/jql", params=query, use_post=True))
@@ -329,11 +339,14 @@ class JiraApi:
             seen.add(token)
         raise SourceError(f"more than {MAX_PAGES} pages for {what}: narrow the JQL")
 
-    def _dc_pages(self, jql: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+    def _dc_pages(self, jql: str, fields: list[str], expand: str | None = None) -> Iterator[list[dict[str, Any]]]:
         what = f"the JQL {jql!r}"
         start = 0
         for _ in range(MAX_PAGES):
-            body = self._dc_search(what, {"jql": jql, "startAt": start, "maxResults": DC_PAGE_SIZE, "fields": fields})
+            query: dict[str, Any] = {"jql": jql, "startAt": start, "maxResults": DC_PAGE_SIZE, "fields": fields}
+            if expand:
+                query["expand"] = expand.split(",")           # SearchRequestBean: expand is a list on Data Center
+            body = self._dc_search(what, query)
             issues = _issues_of(body, SEARCH)
             yield issues
             start += len(issues)

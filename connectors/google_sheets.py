@@ -16,12 +16,9 @@ sheet displays them (45% counts as 45), with the same number parsing (okrsync/nu
 """
 from __future__ import annotations
 
-import ast
 import csv
 import io
-import json
 import logging
-import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -34,6 +31,7 @@ from requests import Session
 
 from connectors._gsheets_client import (API_BASE, EXPORT_BASE, CallCounter, SheetsApi, Tab, TabNotExported,
                                         export_csv, public_session, sheet_label)
+from connectors._gsheets_key import http_base, key_info, key_reference, parse_spreadsheet
 from connectors._tabular import (Answer, SheetLabel, SheetPass, TabularMetric, column_index, column_letter,
                                  match_sheet, quote_sheet)
 from okrsync.contract import run_batch
@@ -46,12 +44,7 @@ logger = logging.getLogger(__name__)
 
 TYPE = "google_sheets"
 LINK_BASE = "https://docs.google.com/spreadsheets/d"
-KEY_FIELDS = ("client_email", "private_key", "token_uri")
 
-_SHEET_URL = re.compile(r"/spreadsheets/(?:u/\d+/)?d/(?P<id>[A-Za-z0-9_-]{10,})")
-_BARE_ID = re.compile(r"[A-Za-z0-9_-]{20,}")
-_GID = re.compile(r"[#?&]gid=(\d+)")
-_ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 _RANGE_START = re.compile(r"\$?([A-Za-z]{1,3})\$?(\d+)")
 _MAX_LISTED = 15
 _SWAP_SEPARATORS = str.maketrans({".": ",", ",": "."})
@@ -64,28 +57,6 @@ _POINT_LOCALES = frozenset({"de_CH", "de_LI", "it_CH"})
 _COMMA_SPANISH = frozenset({"es_ES", "es_AR", "es_BO", "es_CL", "es_CO", "es_EC", "es_PY", "es_UY", "es_VE"})
 
 # ---------------------------------------------------------------------------- config
-
-
-def parse_spreadsheet(text: str) -> tuple[str, int | None]:
-    """(spreadsheet id, gid or None) from a pasted URL or a bare id; ValueError says what to paste instead."""
-    text = text.strip()
-    if _BARE_ID.fullmatch(text):
-        return text, None
-    if "/spreadsheets/d/e/" in text:
-        raise ValueError("this is a \"Publish to the web\" link, which the API cannot read: paste the URL from the "
-                         "address bar while the sheet is open (https://docs.google.com/spreadsheets/d/<id>/edit)")
-    match = _SHEET_URL.search(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a Google Sheets URL or id: paste the URL from the address bar while the "
-                         "sheet is open, like https://docs.google.com/spreadsheets/d/<id>/edit#gid=0")
-    gid = _GID.search(text)
-    return match["id"], int(gid[1]) if gid else None
-
-
-def _http_base(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"{value!r} is not an http(s) URL")
-    return value.rstrip("/")
 
 
 class SourceConfig(BaseModel):
@@ -119,17 +90,12 @@ class SourceConfig(BaseModel):
     @field_validator("service_account", mode="before")
     @classmethod
     def _key_reference(cls, value: Any) -> Any:
-        if isinstance(value, dict) and "private_key" in value or isinstance(value, str) and "PRIVATE KEY" in value:
-            raise ValueError("do not paste the key into the config: save the JSON key as a file and give its path, "
-                             "or put it in an environment variable and write \"${VARIABLE}\", or {secret: NAME}")
-        if isinstance(value, str) and _ENV_REF.match(value.strip()) or isinstance(value, dict):
-            return SecretRef.model_validate(value)
-        return value
+        return key_reference(value)
 
     @field_validator("api_base", "export_base")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        return _http_base(value)
+        return http_base(value)
 
     @model_validator(mode="after")
     def _tabs_only_public(self) -> SourceConfig:
@@ -150,55 +116,6 @@ class SourceConfig(BaseModel):
 
 class Metric(TabularMetric):
     """One cell (`cell: B7`), or a column (`column:`/`column_letter:`) reduced by `aggregate:`, on tab `sheet:`."""
-
-# ---------------------------------------------------------------------------- service-account key
-
-
-def _parse_key(text: str, label: str) -> dict[str, Any]:
-    """The key's JSON as a dict; SourceError (naming `label`, never the content) if it is not a service-account key."""
-    try:
-        info = json.loads(text)
-    except ValueError:
-        try:          # a Prefect Secret block holding JSON reaches us as the Python repr of a dict
-            info = ast.literal_eval(text)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            raise SourceError(f"{label} is not valid JSON: download the service account's JSON key again") from None
-    if not isinstance(info, dict):
-        raise SourceError(f"{label} is not a JSON object: download the service account's JSON key again")
-    missing = [name for name in KEY_FIELDS if not info.get(name)]
-    if info.get("type") != "service_account" or missing:
-        what = f"it has no {', '.join(missing)}" if missing else f"its type is {str(info.get('type'))[:40]!r}"
-        raise SourceError(f"{label} is not a service-account key ({what}): create one in the Google Cloud console "
-                          "(IAM & Admin > Service accounts > Keys > Add key > JSON)")
-    return info
-
-
-def _read_key_file(path: Path, label: str) -> dict[str, Any]:
-    if not path.exists():
-        raise SourceError(f"{label} not found: check `service_account:` (relative paths are relative to the "
-                          "config file)")
-    if not path.is_file():
-        raise SourceError(f"{label} is a folder, not a file: check `service_account:`")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(f"cannot read {label}: {getattr(exc, 'strerror', None) or type(exc).__name__}") from None
-    return _parse_key(text, label)
-
-
-def _key_info(key: Path | SecretRef) -> tuple[dict[str, Any], str]:
-    """The service-account key's JSON and a label for messages (where it came from, never its content)."""
-    if isinstance(key, Path):
-        label = f"service account key file {key}"
-        return _read_key_file(key, label), label
-    text = key.reveal().get_secret_value().strip()
-    if text.startswith("{"):
-        label = f"the service account key in {key.describe()}"
-        return _parse_key(text, label), label
-    path = Path(os.path.expanduser(text))          # the variable holds a key file's path
-    label = f"service account key file {path} (from {key.describe()})"
-    return _read_key_file(path, label), label
-
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -409,7 +326,7 @@ def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str]:
     (public sheets) a `sheet:` the source's `tabs:` does not list."""
     if isinstance(source.service_account, Path):
         try:
-            _key_info(source.service_account)
+            key_info(source.service_account)
         except SourceError as error:
             return [str(error)]
     if source.service_account is not None:
@@ -424,7 +341,7 @@ def connect(source: SourceConfig) -> SheetsClient:
     counter = CallCounter()
     if source.service_account is None:
         return SheetsClient(counter, session=public_session(counter))
-    info, key_label = _key_info(source.service_account)
+    info, key_label = key_info(source.service_account)
     return SheetsClient(counter, api=SheetsApi(info, source.spreadsheet_id, api_base=source.api_base, counter=counter,
                                                key_label=key_label))
 

@@ -389,14 +389,15 @@ def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str]:
     return []
 
 
-def connect(source: SourceConfig) -> JiraApi:
-    """A client for the source, its secrets read now; SourceError naming a missing variable/block."""
+def connect(source: SourceConfig, client: type[JiraApi] = JiraApi) -> JiraApi:
+    """A client for the source (or the publish target, which passes its own `client` class), its secrets read
+    now; SourceError naming a missing variable/block."""
     token = source.token.reveal().get_secret_value()
     email = source.reveal_email()
     if email:
         register_derived(f"{email}:{token}")    # Cloud's Basic credentials, as a server may echo them back
-    return JiraApi(source.url, token=token, token_source=source.token.describe(), email=email,
-                   email_source=source.describe_email(), timeout=source.timeout)
+    return client(source.url, token=token, token_source=source.token.describe(), email=email,
+                  email_source=source.describe_email(), timeout=source.timeout)
 
 
 def answer(api: JiraApi, source: SourceConfig, requests: Sequence[MetricRequest]) -> dict[str, Measurement | SourceError]:

@@ -7,11 +7,28 @@ Payload shapes follow Google's documentation:
   "sheets": [{"properties": {"sheetId", "title", "index", "sheetType"}}]};
 - values:batchGet -> {"spreadsheetId", "valueRanges": [{"range", "majorDimension": "ROWS", "values"}]}, the
   ranges in the order asked, each `range` the whole range asked, trailing empty rows/columns left out;
+  `valueRenderOption=UNFORMATTED_VALUE` gives numbers as JSON numbers, FORMATTED_VALUE (the default) as text;
+- values:batchUpdate (POST, the sheets.v4 discovery document's BatchUpdateValuesRequest) {"valueInputOption":
+  RAW | USER_ENTERED (required: without it Google answers 400 "Invalid valueInputOption:
+  INPUT_VALUE_OPTION_UNSPECIFIED"), "data": [{"range", "majorDimension"?, "values"}]} -> BatchUpdateValuesResponse
+  {"spreadsheetId", "totalUpdatedRows", "totalUpdatedColumns", "totalUpdatedCells", "totalUpdatedSheets",
+  "responses": [{"spreadsheetId", "updatedRange", "updatedRows", "updatedColumns", "updatedCells"}]}; all or
+  nothing (a bad range, or values overflowing their range, is a 400 and nothing is written);
 - errors -> {"error": {"code", "message", "status"}}.
 
+Scopes: the token endpoint issues a token per scope set (READONLY -> CANARY_TOKEN, the read-write
+`spreadsheets` scope -> CANARY_WRITE_TOKEN); reads take either, a write with a read-only token gets
+Google's 403 PERMISSION_DENIED "Request had insufficient authentication scopes." (reason
+ACCESS_TOKEN_SCOPE_INSUFFICIENT). Sharing: `shared` spreadsheets are readable by the service account,
+`editors` writable too; a write to one shared as Viewer only is 403 "The caller does not have permission".
+Quotas: `reads_per_minute` and `writes_per_minute` per user (Google's default is 60 each), counted over the
+last 60 s of the fake's clock (`now`, moved by `advance`, which tests hand to connectors._http.clock.follow);
+past them, Google's 429 RESOURCE_EXHAUSTED "Quota exceeded for quota metric 'Read requests' ...". `faults`
+queues answers (status, headers, body) for the next Sheets API requests.
+
 Each endpoint answers only its documented method (token: POST; spreadsheets.get, values:batchGet
-and the CSV export: GET): another method gets 405 Method Not Allowed, and an action the Sheets
-API does not have (`/v4/spreadsheets/{id}/values:batchGot`, `/v4/spreadsheets/{id}/x`) gets
+and the CSV export: GET; values:batchUpdate: POST): another method gets 405 Method Not Allowed, and an
+action the Sheets API does not have (`/v4/spreadsheets/{id}/values:batchGot`, `/v4/spreadsheets/{id}/x`) gets
 Google's 404 NOT_FOUND error body, so a client that asks the wrong thing fails here as it would there.
 
 `FakeSpreadsheet` answers those from rows of displayed values; `FakeGoogle.serve()` puts it all behind
@@ -25,6 +42,7 @@ import io
 import json
 import re
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,10 +56,13 @@ from google.auth import jwt
 from connectors._tabular import column_index, column_letter
 
 READONLY = "https://www.googleapis.com/auth/spreadsheets.readonly"
+READ_WRITE = "https://www.googleapis.com/auth/spreadsheets"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLIENT_EMAIL = "okr-sync@acme-okrs.iam.gserviceaccount.com"
 CANARY_TOKEN = "ya29.CANARY-access-token-must-never-leak"
+CANARY_WRITE_TOKEN = "ya29.CANARY-write-token-must-never-leak"
+TOKEN_SCOPES = {CANARY_TOKEN: frozenset({READONLY}), CANARY_WRITE_TOKEN: frozenset({READ_WRITE})}
 SIGN_IN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in - Google Accounts</title></head><body>Sign in</body></html>"
 
 _KEY: dict[str, str] = {}
@@ -81,8 +102,25 @@ def check_assertion(form: dict[str, str]) -> dict[str, Any]:
     return jwt.decode(form["assertion"], certs=public_pem, audience=GOOGLE_TOKEN_URI)
 
 
-def token_answer() -> dict[str, Any]:
-    return {"access_token": CANARY_TOKEN, "expires_in": 3599, "token_type": "Bearer"}
+def token_answer(scope: str = READONLY) -> dict[str, Any]:
+    """The token for a JWT's `scope` claim (space-separated scopes): the read-write one if it asks for it."""
+    token = CANARY_WRITE_TOKEN if READ_WRITE in scope.split() else CANARY_TOKEN
+    return {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+
+
+def quota_exceeded(kind: str = "Read") -> dict[str, Any]:
+    """Google's 429 body when a per-minute quota is used up (`kind`: Read or Write)."""
+    return api_error(429, f"Quota exceeded for quota metric '{kind} requests' and limit '{kind} requests per minute "
+                          "per user' of service 'sheets.googleapis.com' for consumer 'project_number:104000000001'.",
+                     "RESOURCE_EXHAUSTED")
+
+
+INSUFFICIENT_SCOPES = {"error": {"code": 403, "message": "Request had insufficient authentication scopes.",
+                                 "status": "PERMISSION_DENIED",
+                                 "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                              "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "domain": "googleapis.com",
+                                              "metadata": {"service": "sheets.googleapis.com", "method":
+                                                           "google.apps.sheets.v4.SpreadsheetsService.BatchUpdateValues"}}]}}
 
 
 def api_error(code: int, message: str, status: str) -> dict[str, Any]:
@@ -97,9 +135,11 @@ def _quote(title: str) -> str:
 
 @dataclass
 class FakeTab:
+    """A tab's cells: displayed text (what the source tests give), or numbers (what a write with RAW stores)."""
+
     gid: int
     title: str
-    rows: list[list[str]]
+    rows: list[list[Any]]
     sheet_type: str = "GRID"
 
 
@@ -120,22 +160,32 @@ class FakeSpreadsheet:
                 "sheets": [{"properties": {"sheetId": t.gid, "title": t.title, "index": i, "sheetType": t.sheet_type}}
                            for i, t in enumerate(self.tabs)]}
 
-    def value_range(self, a1: str) -> dict[str, Any] | None:
-        """The ValueRange of one A1 range ('Tab', 'Tab'!B7 or 'Tab'!B7:C9); None if the tab is unknown."""
+    def locate(self, a1: str) -> tuple[FakeTab, int, int, int, int] | None:
+        """(tab, first column, first row, last column, last row) of an A1 range ('Tab', 'Tab'!B7, 'Tab'!B7:C9);
+        None if it does not parse or names no tab."""
         title_part, _, cells = a1.rpartition("!") if "!" in a1 else (a1, "", "")
         title = title_part[1:-1].replace("''", "'") if title_part.startswith("'") else title_part
         tab = self.tab(title)
         if tab is None:
             return None
         rows, cols = max(len(tab.rows), 1000), max(26, max((len(r) for r in tab.rows), default=0))
-        if cells:
-            m = re.fullmatch(r"([A-Z]+)(\d+)(?::([A-Z]+)(\d+))?", cells)
-            assert m, cells
-            c1, r1 = column_index(m[1]), int(m[2])
-            c2, r2 = (column_index(m[3]), int(m[4])) if m[3] else (c1, r1)
-        else:
-            c1, r1, c2, r2 = 1, 1, cols, rows
-        values = [[(row[c - 1] if c <= len(row) else "") for c in range(c1, c2 + 1)]
+        if not cells:
+            return tab, 1, 1, cols, rows
+        m = re.fullmatch(r"([A-Z]+)(\d+)(?::([A-Z]+)(\d+))?", cells)
+        if not m:
+            return None
+        c1, r1 = column_index(m[1]), int(m[2])
+        c2, r2 = (column_index(m[3]), int(m[4])) if m[3] else (c1, r1)
+        return tab, c1, r1, c2, r2
+
+    def value_range(self, a1: str, render: str = "FORMATTED_VALUE") -> dict[str, Any] | None:
+        """The ValueRange of one A1 range; None if it names no tab."""
+        found = self.locate(a1)
+        if found is None:
+            return None
+        tab, c1, r1, c2, r2 = found
+        show = _formatted if render == "FORMATTED_VALUE" else (lambda cell: cell)
+        values = [[(show(row[c - 1]) if c <= len(row) else "") for c in range(c1, c2 + 1)]
                   for row in (tab.rows[r - 1] if r <= len(tab.rows) else [] for r in range(r1, r2 + 1))]
         values = [_trim(v) for v in values]
         while values and not values[-1]:
@@ -145,14 +195,65 @@ class FakeSpreadsheet:
             answer["values"] = values
         return answer
 
-    def batch_get(self, ranges: list[str]) -> tuple[int, dict[str, Any]]:
+    def batch_get(self, ranges: list[str], render: str = "FORMATTED_VALUE") -> tuple[int, dict[str, Any]]:
         found = []
         for a1 in ranges:
-            value_range = self.value_range(a1)
+            value_range = self.value_range(a1, render)
             if value_range is None:
                 return 400, api_error(400, f"Unable to parse range: {a1}", "INVALID_ARGUMENT")
             found.append(value_range)
         return 200, {"spreadsheetId": self.id, "valueRanges": found}
+
+    def batch_update(self, body: Any) -> tuple[int, dict[str, Any]]:
+        """values:batchUpdate: every ValueRange checked first, then all written (all or nothing)."""
+        if not isinstance(body, dict):
+            return 400, api_error(400, "Invalid JSON payload received.", "INVALID_ARGUMENT")
+        option = body.get("valueInputOption") or "INPUT_VALUE_OPTION_UNSPECIFIED"
+        if option not in ("RAW", "USER_ENTERED"):
+            return 400, api_error(400, f"Invalid valueInputOption: {option}", "INVALID_ARGUMENT")
+        data = body.get("data")
+        if not isinstance(data, list):
+            return 400, api_error(400, "Invalid value at 'data', expected a list of ValueRange.", "INVALID_ARGUMENT")
+        writes: list[tuple[FakeTab, int, int, Any]] = []
+        responses = []
+        for item in data:
+            a1 = item.get("range", "") if isinstance(item, dict) else ""
+            found = self.locate(a1)
+            if found is None:
+                return 400, api_error(400, f"Unable to parse range: {a1}", "INVALID_ARGUMENT")
+            if item.get("majorDimension", "ROWS") != "ROWS":
+                return 400, api_error(400, "Only ROWS is supported by this fake", "INVALID_ARGUMENT")
+            tab, c1, r1, c2, r2 = found
+            values = item.get("values") or []
+            cells = 0
+            for dr, row in enumerate(values):
+                for dc, cell in enumerate(row):
+                    if r1 + dr > r2 or c1 + dc > c2:
+                        return 400, api_error(400, f"Requested writing within range [{a1}], but tried writing to "
+                                                   f"{'row' if r1 + dr > r2 else 'column'} "
+                                                   f"[{r1 + dr if r1 + dr > r2 else column_letter(c1 + dc)}]",
+                                              "INVALID_ARGUMENT")
+                    if cell is not None and not isinstance(cell, (str, int, float, bool)):
+                        return 400, api_error(400, f"Invalid values[{dr}][{dc}]: {json.dumps(cell)[:60]}",
+                                              "INVALID_ARGUMENT")
+                    if cell is not None:
+                        writes.append((tab, r1 + dr, c1 + dc, _entered(cell) if option == "USER_ENTERED" else cell))
+                        cells += 1
+            responses.append({"spreadsheetId": self.id, "updatedRange": f"{_quote(tab.title)}!{column_letter(c1)}{r1}"
+                              + (f":{column_letter(c2)}{r2}" if (c1, r1) != (c2, r2) else ""),
+                              "updatedRows": len(values), "updatedColumns": max((len(r) for r in values), default=0),
+                              "updatedCells": cells})
+        for tab, row, col, cell in writes:
+            while len(tab.rows) < row:
+                tab.rows.append([])
+            cells_of = tab.rows[row - 1]
+            while len(cells_of) < col:
+                cells_of.append("")
+            cells_of[col - 1] = cell
+        touched = {(id(t), r) for t, r, _, _ in writes}
+        return 200, {"spreadsheetId": self.id, "totalUpdatedRows": len(touched),
+                     "totalUpdatedColumns": len({(id(t), c) for t, _, c, _ in writes}), "totalUpdatedCells": len(writes),
+                     "totalUpdatedSheets": len({id(t) for t, _, _, _ in writes}), "responses": responses}
 
     def csv(self, gid: int | None) -> str | None:
         tab = self.tabs[0] if gid is None else next((t for t in self.tabs if t.gid == gid), None)
@@ -164,10 +265,29 @@ class FakeSpreadsheet:
         return out.getvalue()
 
 
-def _trim(row: list[str]) -> list[str]:
+def _trim(row: list[Any]) -> list[Any]:
     while row and row[-1] == "":
         row = row[:-1]
     return row
+
+
+def _formatted(cell: Any) -> Any:
+    """A cell as FORMATTED_VALUE shows it (no number format applied): text as is, 41.0 as "41"."""
+    if isinstance(cell, bool):
+        return str(cell).upper()
+    if isinstance(cell, float):
+        return f"{cell:g}" if cell.is_integer() or abs(cell) >= 1e-4 else repr(cell)
+    return str(cell) if isinstance(cell, int) else cell
+
+
+def _entered(cell: Any) -> Any:
+    """USER_ENTERED: text that reads as a plain number becomes one (dates and formulas are not modelled)."""
+    if isinstance(cell, str):
+        try:
+            return float(cell) if re.fullmatch(r"-?\d+(?:\.\d+)?", cell.strip()) else cell
+        except ValueError:
+            return cell
+    return cell
 
 # ---------------------------------------------------------------------------- a real HTTP server
 
@@ -183,11 +303,39 @@ class FakeGoogle:
     spreadsheets: dict[str, FakeSpreadsheet]
     shared: set[str] = field(default_factory=set)
     public: set[str] = field(default_factory=set)
+    editors: set[str] = field(default_factory=set)                    # shared as Editor: writes allowed
+    reads_per_minute: int | None = 60
+    writes_per_minute: int | None = 60
+    faults: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)   # next Sheets API answers
+    offset: float = 0.0                                                # the fake's clock: time.time() + offset
+    bodies: list[Any] = field(default_factory=list)                   # JSON bodies of values:batchUpdate
     requests: list[tuple[str, str]] = field(default_factory=list)     # (method, url)
     scopes: list[str] = field(default_factory=list)
     base: str = ""
     token_uri: str = GOOGLE_TOKEN_URI
     sign_in_url: str = "https://accounts.google.com/ServiceLogin?continue=https://docs.google.com/"
+
+    _used: dict[str, list[float]] = field(default_factory=lambda: {"Read": [], "Write": []})
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def writes(self) -> int:
+        return sum(1 for method, url in self.requests if method == "POST" and "values:batchUpdate" in url)
+
+    def _over_quota(self, kind: str) -> bool:
+        limit = self.reads_per_minute if kind == "Read" else self.writes_per_minute
+        if limit is None:
+            return False
+        now = self.now()
+        used = self._used[kind] = [t for t in self._used[kind] if t > now - 60.0]
+        if len(used) >= limit:
+            return True
+        used.append(now)
+        return False
 
     @property
     def api_base(self) -> str:
@@ -211,9 +359,9 @@ class FakeGoogle:
             except Exception:  # noqa: BLE001 - any bad assertion is refused like Google does
                 return _json(400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
             self.scopes.append(claims.get("scope", ""))
-            return _json(200, token_answer())
+            return _json(200, token_answer(claims.get("scope", "")))
         if path.startswith("/v4/spreadsheets/"):
-            return self._sheets_api(method, path, query, headers)
+            return self._sheets_api(method, path, query, headers, body)
         if path == "/ServiceLogin" or urlparse(url).hostname == "accounts.google.com":
             return 200, {"Content-Type": "text/html; charset=utf-8"}, SIGN_IN_PAGE
         match = re.fullmatch(r"/spreadsheets/d/([^/]+)/export", path)
@@ -232,22 +380,42 @@ class FakeGoogle:
         return 404, {"Content-Type": "text/plain"}, b"no such route"
 
     def _sheets_api(self, method: str, path: str, query: dict[str, list[str]],
-                    headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        """spreadsheets.get (GET /v4/spreadsheets/{id}) and values:batchGet (GET .../{id}/values:batchGet)."""
+                    headers: dict[str, str], body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+        """spreadsheets.get (GET /v4/spreadsheets/{id}), values:batchGet (GET .../{id}/values:batchGet) and
+        values:batchUpdate (POST .../{id}/values:batchUpdate)."""
         sheet_id, _, action = path.removeprefix("/v4/spreadsheets/").partition("/")
-        if action not in ("", "values:batchGet"):
+        methods = {"": "GET", "values:batchGet": "GET", "values:batchUpdate": "POST"}
+        if action not in methods:
             return _json(404, api_error(404, f"The requested URL {path} was not found on this server.", "NOT_FOUND"))
-        if method != "GET":
+        if method != methods[action]:
             return _wrong_method(method, path)
-        if headers.get("authorization") != f"Bearer {CANARY_TOKEN}":
+        auth = headers.get("authorization", "")
+        scopes = TOKEN_SCOPES.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+        if scopes is None:
             return _json(401, api_error(401, "Request had invalid authentication credentials.", "UNAUTHENTICATED"))
+        writing = method == "POST"
+        if writing and READ_WRITE not in scopes:
+            return _json(403, INSUFFICIENT_SCOPES)
+        if self.faults:
+            status, out_headers, answer = self.faults.pop(0)
+            return status, {"Content-Type": "application/json; charset=UTF-8", **out_headers}, json.dumps(answer).encode()
+        if self._over_quota("Write" if writing else "Read"):
+            return _json(429, quota_exceeded("Write" if writing else "Read"))
         sheet = self.spreadsheets.get(sheet_id)
         if sheet is None:
             return _json(404, api_error(404, "Requested entity was not found.", "NOT_FOUND"))
-        if sheet_id not in self.shared:
+        if sheet_id not in self.shared | self.editors or writing and sheet_id not in self.editors:
             return _json(403, api_error(403, "The caller does not have permission", "PERMISSION_DENIED"))
+        if action == "values:batchUpdate":
+            try:
+                payload = json.loads(body or b"null")
+            except ValueError:
+                return _json(400, api_error(400, "Invalid JSON payload received.", "INVALID_ARGUMENT"))
+            self.bodies.append(payload)
+            return _json(*sheet.batch_update(payload))
         if action == "values:batchGet":
-            return _json(*sheet.batch_get(query.get("ranges", [])))
+            render = query.get("valueRenderOption", ["FORMATTED_VALUE"])[0]
+            return _json(*sheet.batch_get(query.get("ranges", []), render))
         return _json(200, sheet.metadata())
 
     @contextmanager
