@@ -359,7 +359,8 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
           check: bool = typer.Option(False, "--check", help="show the deployments and their next runs, then exit")) -> None:
     """Run each config on its `schedule:` in one long-lived process: a Prefect deployment per config.
 
-    Runs can also be started on demand: `prefect deployment run sync-okrs/CONFIG-NAME` or the Prefect UI.
+    Runs can also be started on demand: `prefect deployment run sync-okrs/CONFIG-NAME` (in a shell with the
+    same PREFECT_API_URL; without it prefect answers that the deployment is not found) or the Prefect UI.
     """
     if not _LOG_LEVEL_CHOSEN and not check:  # before Prefect loads its settings: runs log at INFO to the UI
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
@@ -384,7 +385,16 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
     else:
         out.print(f"Serving {len(plans)} deployment(s) against {api}; stop with Ctrl-C (schedules pause until the next start).",
                   highlight=False, soft_wrap=True)
+        out.print(_run_on_demand_hint(api, plans), markup=False, highlight=False, soft_wrap=True)
     serve_deployments(plans, store=store, limit=limit)
+
+
+def _run_on_demand_hint(api: str, plans) -> str:
+    """How to start a run from another shell: the prefect CLI there needs this server's URL, or it
+    asks a temporary server of its own, which answers that the deployment is not found."""
+    runs = "\n".join(f"  prefect deployment run {plan.full_name}" for plan in plans)
+    return (f"Run one now from another shell (the prefect CLI needs the same PREFECT_API_URL, or it says "
+            f"\"Deployment ... not found!\"):\n  export PREFECT_API_URL={api}\n{runs}")
 
 
 def _alerts_line(alerts: dict | None) -> None:
