@@ -181,8 +181,10 @@ def _description(prop: dict[str, Any]) -> str:
 
 
 def _cell(text: str) -> str:
-    """Text safe inside a markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+    """Text safe inside a markdown table cell (braces escaped: `{...}` at the end would be read as attributes)."""
+    for char in "\\|{}":
+        text = text.replace(char, "\\" + char)
+    return text.replace("<", "&lt;").replace("\n", " ")
 
 
 def _strip_code(title: str) -> str:
