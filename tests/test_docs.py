@@ -76,7 +76,8 @@ def test_the_store_page_describes_every_table_and_column_of_the_code():
 
     page, problems = hook("store_schema").render(metadata)
     assert problems == [], "bring docs/hooks/store_schema.py in step with the store: " + "; ".join(problems)
-    assert "| `kind` | `TEXT` | `TEXT` | no |  |  | `automatic` (a sync) or `manual` (`okr-sync checkin`) |" in page
+    assert "| `kind` | `TEXT` | `TEXT` | no |  |  | `automatic` (a sync), `manual` (`okr-sync checkin`) or" in page
+    assert "unique (target, checkin_id)" in page
     assert "| `objective_id` | `TEXT` | `TEXT` | no | → `okr_objectives.id` |" in page
     assert "| `updated_at` | `DATETIME` | `TIMESTAMP WITH TIME ZONE` |" in page
 
@@ -85,9 +86,9 @@ def test_the_store_page_reports_a_column_it_does_not_describe():
     from sqlalchemy import Column, Integer, MetaData, Table
 
     extra = MetaData()
-    Table("okr_runs", extra, Column("run_id", Integer, primary_key=True), Column("flow_run_id", Integer))
+    Table("okr_runs", extra, Column("run_id", Integer, primary_key=True), Column("flow_run_nonce", Integer))
     _, problems = hook("store_schema").render(extra)
-    assert "column okr_runs.flow_run_id has no description: add it to COLUMNS" in problems
+    assert "column okr_runs.flow_run_nonce has no description: add it to COLUMNS" in problems
     assert "TABLES describes okr_checkins, which the store no longer has" in problems
 
 
@@ -147,3 +148,27 @@ def test_the_readmes_config_validates(cli, tmp_path):
     (tmp_path / "team.yaml").write_text(config, encoding="utf-8")
     done = cli("validate", str(tmp_path / "team.yaml"))
     assert done.exit_code == 0 and "OK: 1 objectives, 1 key results, 1 sources" in done.output, done.output
+
+
+def test_an_installed_publish_target_gets_a_section_of_its_own():
+    from typing import Literal
+
+    from pydantic import BaseModel, Field
+
+    from okrsync.config import json_schema
+
+    class TargetConfig(BaseModel):
+        type: Literal["notion"]
+        database: str = Field(description="the Notion database holding the key results")
+
+    class Targets:                      # a registry with one target type, as okrsync.registry gives them
+        def types(self) -> list[str]:
+            return ["notion"]
+
+        def get(self, name: str):
+            return type("Connector", (), {"TargetConfig": TargetConfig})
+
+    page = hook("config_reference").render(json_schema(targets=Targets()))
+    assert "| `publish` | map of name → [Publish target type: notion](#target-notion) |" in page
+    section = page[page.index("## Publish target `type: notion` {#target-notion}"):]
+    assert "| `database` | text | **required** |  | the Notion database holding the key results |" in section

@@ -4,7 +4,8 @@ The page (`reference/config.md`) is never written to the repository, so it canno
 pydantic models: each build renders the JSON Schema that `okr-sync schema` prints
 (okrsync.config.json_schema) into one section per object: the file's top level, objectives, key
 results, each source `type:` with its settings and its `metric:`, then the smaller objects
-(thresholds, schedule, notify, secret references). Every key of every object is a row.
+(thresholds, schedule, notify, secret references); publish targets, when installed, after the
+sources. Every key of every object is a row.
 
     python docs/hooks/config_reference.py > /tmp/config.md    # the page, without MkDocs
 """
@@ -67,6 +68,8 @@ def _section_names(defs: dict[str, Any]) -> dict[str, tuple[str, str]]:
         if name.endswith("SourceConfig") and type_const:
             source_types[name.removesuffix("SourceConfig")] = type_const
             named[name] = (f"Source `type: {type_const}`", f"source-{_slug(type_const)}")
+        elif name.endswith("TargetConfig") and type_const:
+            named[name] = (f"Publish target `type: {type_const}`", f"target-{_slug(type_const)}")
     for name in defs:
         if name in named:
             continue
@@ -92,8 +95,9 @@ def _ordered(defs: dict[str, Any], names: dict[str, tuple[str, str]]) -> list[st
             metric = name.removesuffix("SourceConfig") + "Metric"
             if metric in defs:
                 sources.append(metric)
-    rest = [n for n in defs if n not in first and n not in sources]
-    return first + sources + rest
+    targets = sorted((n for n in defs if names[n][1].startswith("target-")), key=lambda n: names[n][1])
+    rest = [n for n in defs if n not in first and n not in sources and n not in targets]
+    return first + sources + targets + rest
 
 
 def _section(title: str, anchor: str, d: dict[str, Any], names: dict[str, tuple[str, str]],

@@ -29,6 +29,9 @@ TABLES = {
     "okr_watch": "Alert state, one row per key result of a config with `notify:`: what it looked like "
                  "at the last run. Created the first time such a config runs.",
     "okr_alerts": "Every alert decided, and whether and when it was delivered. Created with `okr_watch`.",
+    "okr_outbox": "Check-ins on their way to the OKR tools of the config's `publish:` targets: one row per "
+                  "check-in and target, queued in the transaction that writes the check-in, delivered after "
+                  "it, and retried by later runs until the target takes it or keeps a newer manual value.",
 }
 
 COLUMNS = {
@@ -71,9 +74,12 @@ COLUMNS = {
     ("okr_checkins", "query"): "what was asked of the source (the JQL, search or cell), placeholders filled in",
     ("okr_checkins", "link"): "a URL a person can open to see what is behind the number",
     ("okr_checkins", "run_id"): "the run that wrote it (`okr_runs.run_id`); empty for a manual check-in",
-    ("okr_checkins", "kind"): "`automatic` (a sync) or `manual` (`okr-sync checkin`)",
+    ("okr_checkins", "kind"): "`automatic` (a sync), `manual` (`okr-sync checkin`) or `backfill` (measured as of "
+                              "a past date, to fill in the history)",
     ("okr_checkins", "note"): "the `--note` of a manual check-in, or a source's remark on the value",
     ("okr_checkins", "created_at"): "when the row was written (UTC)",
+    ("okr_checkins", "evidence"): "the tickets behind the number, as a JSON list (e.g. `[{\"key\": \"PAY-12\", "
+                                  "\"title\": ...}]`), when the source keeps them",
 
     ("okr_runs", "run_id"): "okr-sync's id of the run",
     ("okr_runs", "started_at"): "when the run started (UTC)",
@@ -83,6 +89,8 @@ COLUMNS = {
     ("okr_runs", "unchanged"): "key results whose value had not changed",
     ("okr_runs", "kept_manual"): "key results where a newer manual check-in was kept",
     ("okr_runs", "failed"): "key results that could not be measured",
+    ("okr_runs", "flow_run_id"): "the Prefect flow run that made it; empty for a run without Prefect",
+    ("okr_runs", "flow_run_url"): "that flow run's page in the Prefect UI, when known",
 
     ("okr_watch", "kr_id"): "the key result",
     ("okr_watch", "status"): "its status at the last successful measurement",
@@ -106,6 +114,25 @@ COLUMNS = {
     ("okr_alerts", "claimed_at"): "when that run claimed it; a claim older than 15 minutes is released",
     ("okr_alerts", "sent_at"): "when the webhook accepted it; empty while it is still queued",
     ("okr_alerts", "attempts"): "failed deliveries so far; after 5 the alert is left undelivered",
+
+    ("okr_outbox", "id"): "row number",
+    ("okr_outbox", "target"): "the publish target's name in the config",
+    ("okr_outbox", "kr_id"): "the key result",
+    ("okr_outbox", "checkin_id"): "the check-in to deliver",
+    ("okr_outbox", "external_id"): "the key result's id in the tool, for targets that need one",
+    ("okr_outbox", "idempotency_key"): "derived from target, key result, moment and value, so a tool can "
+                                       "recognise a delivery it already took",
+    ("okr_outbox", "state"): "`pending`, `delivered`, or `kept_manual` (the tool showed a newer manual value, "
+                             "which was kept)",
+    ("okr_outbox", "attempts"): "failed deliveries so far",
+    ("okr_outbox", "last_error"): "the error of the last failed delivery",
+    ("okr_outbox", "sent_value"): "the value written to the tool",
+    ("okr_outbox", "tool_value"): "the manual value found in the tool and kept",
+    ("okr_outbox", "created_at"): "when it was queued (UTC)",
+    ("okr_outbox", "updated_at"): "when the row last changed (UTC)",
+    ("okr_outbox", "delivered_at"): "when the target took it, or kept its manual value (UTC)",
+    ("okr_outbox", "claimed_by"): "the run delivering it right now (empty when none is)",
+    ("okr_outbox", "claimed_at"): "when that run claimed it; a claim older than 15 minutes is released",
 }
 
 
@@ -145,7 +172,12 @@ def render(metadata: Any) -> tuple[str, list[str]]:
                 _server_default(column), meaning or ""))
         extras = [f"index `{ix.name}` on ({', '.join(c.name for c in ix.columns)})"
                   for ix in sorted(table.indexes, key=lambda i: i.name or "")]
-        extras += [f"check `{c.sqltext}`" for c in table.constraints if c.__class__.__name__ == "CheckConstraint"]
+        for constraint in table.constraints:
+            kind = constraint.__class__.__name__
+            if kind == "CheckConstraint":
+                extras.append(f"check `{constraint.sqltext}`")
+            elif kind == "UniqueConstraint":
+                extras.append(f"unique ({', '.join(c.name for c in constraint.columns)})")
         if extras:
             out += ["", "Also: " + "; ".join(extras) + "."]
         out.append("")
