@@ -172,3 +172,13 @@ def test_an_installed_publish_target_gets_a_section_of_its_own():
     assert "| `publish` | map of name → [Publish target type: notion](#target-notion) |" in page
     section = page[page.index("## Publish target `type: notion` {#target-notion}"):]
     assert "| `database` | text | **required** |  | the Notion database holding the key results |" in section
+
+
+def test_the_commands_page_shows_every_command():
+    from okrsync.cli import app
+
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    names += [g.name for g in app.registered_groups]
+    page = (REPO / "docs" / "commands.md").read_text(encoding="utf-8")
+    assert len(names) >= 10
+    assert [n for n in names if f"okr-sync {n} " not in page] == [], "docs/commands.md: add these commands"
