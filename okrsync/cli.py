@@ -362,7 +362,8 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
           check: bool = typer.Option(False, "--check", help="show the deployments and their next runs, then exit")) -> None:
     """Run each config on its `schedule:` in one long-lived process: a Prefect deployment per config.
 
-    Runs can also be started on demand: `prefect deployment run sync-okrs/CONFIG-NAME-served` or the Prefect UI.
+    Runs can also be started on demand: `prefect deployment run sync-okrs/CONFIG-NAME-served` (in a shell
+    with the same PREFECT_API_URL; without it prefect answers that the deployment is not found) or the Prefect UI.
     serve only touches deployments it registered (tag `okr-sync-serve`, no work pool): it refuses to start,
     exit 2, when another deployment has one of its names, and stops, exit 2, if one is taken over while it runs.
     """
@@ -391,6 +392,7 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
         if api:
             out.print(f"Serving {len(plans)} deployment(s) against {api}; stop with Ctrl-C (schedules pause until the "
                       "next start).", highlight=False, soft_wrap=True)
+            out.print(_run_on_demand_hint(api, plans), markup=False, highlight=False, soft_wrap=True)
     try:
         serve_deployments(plans, store=store, limit=limit, on_registered=registered)
     except DeploymentConflict as e:
@@ -399,6 +401,14 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
         raise typer.Exit(2)
     except OkrSyncError as e:
         _fail(e)
+
+
+def _run_on_demand_hint(api: str, plans) -> str:
+    """How to start a run from another shell: the prefect CLI there needs this server's URL, or it
+    asks a temporary server of its own, which answers that the deployment is not found."""
+    runs = "\n".join(f"  prefect deployment run {plan.full_name}" for plan in plans)
+    return (f"Run one now from another shell (the prefect CLI needs the same PREFECT_API_URL, or it says "
+            f"\"Deployment ... not found!\"):\n  export PREFECT_API_URL={api}\n{runs}")
 
 
 def _alerts_line(alerts: dict | None) -> None:
