@@ -237,7 +237,7 @@ def test_operate_page_commands_run_as_written(tmp_path, worker_store):
             else:
                 run(shells, block, text)
         serve_exit = stop_main(shells, "serve")          # as `systemctl stop okr-sync-serve` does
-        served = requests.get(f"{shells.api}/deployments/name/sync-okrs/example-scheduled", timeout=10).json()
+        served = requests.get(f"{shells.api}/deployments/name/sync-okrs/example-scheduled-served", timeout=10).json()
         secret = requests.get(f"{shells.api}/block_types/slug/secret/block_documents/name/jira-token",
                               params={"include_secrets": "true"}, timeout=10).json()
     finally:
@@ -268,7 +268,7 @@ def start(shells: Shells, block: Block, text: str) -> None:
     shells.background[block.name] = (process, log)
     ready = {
         "prefect-server": lambda: requests.get(f"{shells.api}/health", timeout=2).ok,
-        "serve": lambda: requests.get(f"{shells.api}/deployments/name/sync-okrs/example-scheduled", timeout=2).ok,
+        "serve": lambda: requests.get(f"{shells.api}/deployments/name/sync-okrs/example-scheduled-served", timeout=2).ok,
         "worker": lambda: requests.post(f"{shells.api}/work_pools/okr-sync/workers/filter", json={}, timeout=2).json(),
     }[block.name]
 
@@ -313,14 +313,14 @@ def output_of(shells: Shells, needle: str) -> str:
 def check_what_the_page_promises(shells: Shells) -> None:
     validate = output_of(shells, "okr-sync validate")
     assert "OK: 2 objectives, 6 key results" in validate
-    assert "sync-okrs/example-scheduled" in validate and "*/15 * * * * (Europe/Berlin)" in validate
+    assert "sync-okrs/example-scheduled-served" in validate and "*/15 * * * * (Europe/Berlin)" in validate
 
     # serve says how to start a run from another shell, with this server's URL
     serve_log = shells.log("serve")
     assert f"Serving 1 deployment(s) against {shells.api}" in serve_log
-    assert f"export PREFECT_API_URL={shells.api}\n  prefect deployment run sync-okrs/example-scheduled" in serve_log
+    assert f"export PREFECT_API_URL={shells.api}\n  prefect deployment run sync-okrs/example-scheduled-served" in serve_log
     # the run on demand completed in serve, and wrote okr-sync.db where serve was started
-    on_demand = output_of(shells, "prefect deployment run sync-okrs/example-scheduled")
+    on_demand = output_of(shells, "prefect deployment run sync-okrs/example-scheduled-served")
     assert "Completed" in on_demand and "checkout-nps" in on_demand and "38" in on_demand
     assert (shells.workdir / "okr-sync.db").exists()
     assert "Stored Prefect Secret block 'jira-token'" in output_of(shells, "okr-sync secret set")
