@@ -34,7 +34,7 @@ from connectors._gsheets_client import (API_BASE, EXPORT_BASE, CallCounter, Shee
 from connectors._gsheets_key import http_base, key_info, key_reference, parse_spreadsheet
 from connectors._tabular import (Answer, SheetLabel, SheetPass, TabularMetric, column_index, column_letter,
                                  match_sheet, quote_sheet)
-from okrsync.contract import run_batch
+from okrsync.contract import ShareLink, run_batch
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement, MetricRequest
 from okrsync.numbers import parse_number
@@ -78,6 +78,7 @@ class SourceConfig(BaseModel):
     decimal: Literal["point", "comma"] | None = Field(
         None, description="How the sheet shows decimals: point (1,234.5, the default) or comma (1.234,5, e.g. "
                           "in a de_DE or fr_FR spreadsheet)")
+    link: ShareLink | None = None
     api_base: SkipJsonSchema[str] = Field(API_BASE, description="Sheets API endpoint (tests only)")
     export_base: SkipJsonSchema[str] = Field(EXPORT_BASE, description="CSV export endpoint (tests only)")
 
@@ -358,7 +359,8 @@ def answer(client: SheetsClient, source: SourceConfig, requests: Sequence[Metric
     logger.debug("google_sheets %s: %d key results, %d HTTP calls", sheet_label(source.spreadsheet_id),
                  len(requests), client.calls)
     observed_at = datetime.now(timezone.utc)
-    return {kr_id: Measurement(value=got.value, link=_link(source.spreadsheet_id, gids.get(kr_id), metrics[kr_id].cell),
+    return {kr_id: Measurement(value=got.value,
+                               link=source.link or _link(source.spreadsheet_id, gids.get(kr_id), metrics[kr_id].cell),
                                query=got.query, observed_at=observed_at, note=got.note)
             if isinstance(got, Answer) else got for kr_id, got in answers.items()}
 

@@ -31,7 +31,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from connectors._tabular import Answer, SheetLabel, SheetPass, TabularMetric, quote_sheet
-from okrsync.contract import LocalClient, run_batch
+from okrsync.contract import LocalClient, ShareLink, run_batch
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement, MetricRequest
 from okrsync.refs import InsidePath, no_boolean
@@ -62,6 +62,7 @@ class SourceConfig(BaseModel):
     header_row: Annotated[int, BeforeValidator(no_boolean)] = Field(1, ge=1, description="The row holding the column names (1 = first row)")
     delimiter: str | None = Field(None, description="CSV only: the field separator; default: guess from , ; or tab")
     encoding: str = Field("utf-8-sig", description="CSV only: the text encoding, e.g. cp1252")
+    link: ShareLink | None = None
 
     @field_validator("path")
     @classmethod
@@ -363,7 +364,7 @@ def answer(client: LocalClient, source: SourceConfig, requests: Sequence[MetricR
     results: dict[str, Measurement | SourceError] = {}
     for kr_id, got in answers.items():
         if isinstance(got, Answer):
-            results[kr_id] = Measurement(value=got.value, link=_link(source.path, got.ref), query=got.query,
+            results[kr_id] = Measurement(value=got.value, link=source.link or _link(source.path, got.ref), query=got.query,
                                          observed_at=observed_at, calls=1 if kr_id in charged else 0,
                                          note=got.note)
         else:

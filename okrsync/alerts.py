@@ -24,9 +24,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from okrsync.refs import SecretRef
+from okrsync.schedule import ScheduleConfig
 
 STATUS_CHANGE, TARGET_REACHED, SOURCE_FAILING, STALE, RECOVERED = (
     "status_change", "target_reached", "source_failing", "stale", "recovered")
@@ -77,6 +78,15 @@ class NotifyConfig(BaseModel):
     webhook: SecretRef = Field(description='the webhook URL: "${VARIABLE}" or {secret: NAME}; it holds a secret')
     on: list[AlertKind] = Field(default_factory=lambda: list(ALERT_KINDS), min_length=1,
                                 description="which alerts to send (default: all)")
+    digest: ScheduleConfig | None = Field(None, description=(
+        'a weekly (or any cron) digest to the same webhook: "0 9 * * MON", or {cron: ..., timezone: ...} '
+        "(default timezone: the file's schedule's, else UTC); see okrsync/digest.py"))
+
+    @field_validator("digest", mode="before")
+    @classmethod
+    def _cron_text(cls, value: Any) -> Any:
+        """`digest: "0 9 * * MON"` is short for `digest: {cron: "0 9 * * MON"}`."""
+        return {"cron": value} if isinstance(value, str) else value
 
     @model_validator(mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""okr-sync command line: validate, run, status, history, checkin, schema, serve, secret set.
+"""okr-sync command line: validate, run, status, history, report, digest, checkin, schema, serve, secret set.
 
 Exit codes: 0 all key results synced; 1 some failed (the rest were written); 2 bad config.
 """
@@ -314,6 +314,44 @@ def history(kr_id: str = typer.Argument(..., help="key result id"),
                          indent=2, default=str))
         return
     render.history_table(out, kr_id, rows, flow_runs)
+
+
+@app.command()
+def report(configs: Optional[List[Path]] = typer.Argument(None, help="limit to the key results of these configs (default: every key result in the store)"),
+           out_dir: Path = typer.Option(..., "--out", help="the folder to write the report to (index.html and one page per objective)"),
+           store: Optional[str] = StoreOpt) -> None:
+    """Write the OKR report: a static site with every key result's card, burn-up chart and evidence.
+
+    It opens from the folder or any static web host with no network; needs `pip install 'okr-sync[report]'`."""
+    from okrsync.report import ReportUnavailable, require_extra, write_report
+
+    try:
+        require_extra()
+    except ReportUnavailable as e:
+        _fail(e)
+    url, ids, title = _store_url(store), None, "OKR report"
+    if configs:
+        try:
+            plan = load_plan(configs, store)
+        except ConfigError as e:
+            _fail_config(e)
+        url, ids = plan.store_url, [kr.id for kr in plan.key_results]
+        title = f"OKR report · {', '.join(Path(c).name for c in configs)}"
+    with _opened_store(url) as s:
+        try:
+            done = write_report(s, out_dir, kr_ids=ids, title=title)
+        except OSError as exc:
+            err.print(f"error: cannot write the report to {out_dir} ({exc.strerror or exc.__class__.__name__}): "
+                      "choose a folder you can write with --out", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except OkrSyncError as e:
+            _fail(e)
+    index = Path(done["index"]).resolve()
+    if not done["key_results"]:
+        out.print(f"No key results in the store yet ({url}): wrote an empty report. Run `okr-sync run CONFIG` first.",
+                  markup=False, highlight=False, soft_wrap=True)
+    out.print(f"Wrote the report of {done['key_results']} key result(s) on {done['pages']} page(s) in "
+              f"{done['seconds']:.2f} s: {index.as_uri()}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

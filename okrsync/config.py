@@ -31,6 +31,7 @@ from okrsync.records import KeyResultRecord, ObjectiveRecord
 from okrsync.redact import register
 from okrsync.refs import no_boolean
 from okrsync.registry import ConnectorUnusable, Registry, default_registry, default_targets
+from okrsync.report import PlannedReport, ReportConfig
 from okrsync.schedule import ScheduleConfig
 from okrsync.yamlsource import YamlSyntaxError, line_of, load_with_lines
 
@@ -265,6 +266,7 @@ class FileConfig(BaseModel):
     notify: NotifyConfig | None = Field(None, description="post alerts to a Slack-compatible webhook")
     stale_after: StaleAfter | None = None
     publish: dict[str, Any] = Field(default_factory=dict)     # OKR tools that receive check-ins, each checked by its connector
+    report: ReportConfig | None = Field(None, description="rewrite this file's HTML report after every run")
 
     @field_validator("sources", "publish")
     @classmethod
@@ -337,6 +339,7 @@ class Plan:
     schedules: dict[str, ScheduleConfig | None] = field(default_factory=dict)   # by config file
     notify: dict[str, NotifyConfig] = field(default_factory=dict)               # by config file
     targets: dict[str, PlannedTarget] = field(default_factory=dict)             # publish targets, by name
+    reports: dict[str, PlannedReport] = field(default_factory=dict)             # `report:`, by config file
 
     def source_of(self, kr: PlannedKeyResult) -> PlannedSource:
         return self.sources[kr.source_key]
@@ -575,7 +578,8 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry,
                targets: Registry | None = None) -> tuple[_FileChecker, dict[str, Any]]:
     check = _FileChecker(path)
     out: dict[str, Any] = {"period": None, "store": None, "thresholds": Thresholds(), "sources": {},
-                           "objectives": [], "krs": [], "schedule": None, "notify": None, "targets": {}}
+                           "objectives": [], "krs": [], "schedule": None, "notify": None, "targets": {},
+                           "report": None}
     try:
         regular = stat.S_ISREG(path.stat().st_mode)
         text = path.read_text(encoding="utf-8") if regular else ""
@@ -614,6 +618,7 @@ def _load_file(path: Path, seen_ids: dict[str, str], registry: Registry,
     out["thresholds"] = Thresholds(top.thresholds.at_risk, top.thresholds.off_track)
     out["schedule"] = getattr(top, "schedule", None)
     out["notify"] = getattr(top, "notify", None)
+    out["report"] = getattr(top, "report", None)
     file_stale = getattr(top, "stale_after", None)
 
     base_dir = path.parent
@@ -799,8 +804,11 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
     schedules: dict[str, ScheduleConfig | None] = {}
     notify: dict[str, NotifyConfig] = {}
     planned_targets: dict[str, PlannedTarget] = {}
+    reports: dict[str, PlannedReport] = {}
     for path, check, out in loaded:
         schedules[str(path)] = out["schedule"]
+        if out["report"] is not None:
+            reports[str(path)] = PlannedReport(str(path), (path.parent / out["report"].out).resolve(), out["report"].url)
         if out["notify"] is not None:
             notify[str(path)] = out["notify"]
         for name, (stype, config, deadline) in out["sources"].items():
@@ -838,7 +846,7 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
     _register_password(store_url)
     return Plan(files=[str(p) for p in paths], store_url=store_url, objectives=objectives,
                 key_results=key_results, sources={s.key: s for s in sources.values()},
-                schedules=schedules, notify=notify, targets=planned_targets)
+                schedules=schedules, notify=notify, targets=planned_targets, reports=reports)
 
 # ---------------------------------------------------------------------------- JSON Schema
 

@@ -28,9 +28,10 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import replace
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Annotated, Any, Mapping, Protocol, Sequence, runtime_checkable
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from okrsync.errors import OkrSyncError, SourceError
 from okrsync.measure import Measurement, MetricRequest
@@ -81,6 +82,23 @@ def contract_problems(connector: Any) -> list[str]:
         if not callable(getattr(connector, name)):
             problems.append(f"`{name}` must be callable")
     return problems
+
+
+def _share_link(value: str) -> str:
+    """An http(s) URL anyone the report or alert reaches can open; no credentials in it."""
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"link {text[:60]!r} must be an http(s) URL people can open, e.g. the spreadsheet's "
+                         "SharePoint, Drive or wiki address (a file path on the runner opens for nobody else)")
+    if "@" in parts.netloc:
+        raise ValueError("link must not hold a user name or password: give the address people open in a browser")
+    return text
+
+
+ShareLink = Annotated[str, AfterValidator(_share_link), Field(description=(
+    "where people open this source's data (https://...); check-ins, the report and alerts link there "
+    "instead of the file on the runner"))]
 
 
 class LocalClient:
@@ -186,5 +204,5 @@ def _copy(error: SourceError) -> SourceError:
     return copy
 
 
-__all__ = ["SourceConnector", "SourceClient", "LocalClient", "Outcome", "REQUIRED", "contract_problems",
+__all__ = ["SourceConnector", "SourceClient", "LocalClient", "ShareLink", "Outcome", "REQUIRED", "contract_problems",
            "first_problem", "typed_metric", "run_batch", "charge_calls", "with_calls", "with_message"]

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from connectors.sql_store.rows import queued_row, watch_row
-from connectors.sql_store.schema import alerts_table, utcnow, watch_table
+from connectors.sql_store.schema import WATCH_SCHEMA_KEY, alerts_table, utcnow, watch_table
 from okrsync.alerts import Alert, QueuedAlert, Watch
 
 ALERT_DELIVERY_ATTEMPTS = 5     # runs that try to deliver one alert before it is left undelivered
@@ -98,13 +98,17 @@ class AlertQueue:
 
         self._transaction("write alert state to", work)
 
-    def watches(self, kr_ids: Iterable[str] | None = None) -> dict[str, Watch]:
-        """The key results' watches (those seen by a run with alerts), by id."""
-        self.ensure_watch_schema()
+    def watches(self, kr_ids: Iterable[str] | None = None, *, create: bool = True) -> dict[str, Watch]:
+        """The key results' watches (those seen by a run with alerts), by id. With ``create=False`` a
+        store that never alerted gives {} and is left as it is (a report only reads)."""
+        if create:
+            self.ensure_watch_schema()
         query = select(watch_table).where(watch_table.c.seen_at.is_not(None))
         if kr_ids is not None:
             query = query.where(watch_table.c.kr_id.in_(sorted(set(kr_ids))))
         with self._errors("read"), self._engine.connect() as conn:
+            if not create and self._read_version(conn, WATCH_SCHEMA_KEY) == 0:
+                return {}
             return {r.kr_id: watch_row(r._mapping) for r in conn.execute(query)}
 
     def alerts(self, kr_id: str | None = None) -> list[QueuedAlert]:
