@@ -46,7 +46,7 @@ class Registry:
             return self._loaded[source_type]
         entry = self._entries[source_type]
         try:
-            connector = entry.load() if isinstance(entry, metadata.EntryPoint) else entry
+            connector = entry.load() if _is_entry_point(entry) else entry
         except Exception as exc:  # noqa: BLE001 - a broken plug-in is reported, never a traceback
             raise ConnectorUnusable(f"the connector for {self.kind} type `{source_type}` could not be loaded "
                                     f"({exc.__class__.__name__}: {exc}): reinstall the package that provides it") from None
@@ -55,6 +55,13 @@ class Registry:
             raise ConnectorUnusable(f"the connector for {self.kind} type `{source_type}` {'; '.join(problems)}")
         self._loaded[source_type] = connector
         return connector
+
+
+def _is_entry_point(entry: Any) -> bool:
+    """An entry point to load, whichever importlib.metadata made it: once the `importlib_metadata`
+    backport is imported (pygal does), the standard library's entry_points() hands out its class."""
+    return isinstance(entry, metadata.EntryPoint) or (
+        type(entry).__name__ == "EntryPoint" and all(hasattr(entry, a) for a in ("load", "group", "value")))
 
 
 @lru_cache(maxsize=1)

@@ -72,7 +72,8 @@ def require_extra() -> None:
     """ReportUnavailable, in one line, unless pygal and Jinja2 are installed."""
     missing = missing_extra()
     if missing:
-        raise ReportUnavailable(f"the report needs {' and '.join(missing)}, which are not installed: {INSTALL_HINT}")
+        raise ReportUnavailable(f"the report needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                                f"not installed: {INSTALL_HINT}")
 
 
 def write_report(store: Any, out_dir: Path, *, kr_ids: Iterable[str] | None = None, now: datetime | None = None,

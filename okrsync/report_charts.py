@@ -19,6 +19,7 @@ from okrsync.report_style import PALETTE, fmt, fmt_unit
 
 DOTS_UP_TO = 31            # a series with more check-ins than this is drawn as a line without dots
 _SVG_OPEN = re.compile(r"^<svg ")
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.S)   # pygal writes its config as a script even with js=[]
 
 
 def _style() -> Style:
@@ -82,7 +83,7 @@ def burnup_svg(kr: KeyResultView) -> str:
                   stroke_style={"width": 2, "dasharray": "2, 3"})
         chart.add("forecast range", [(last.at, last.value), (period_end, f.high), (period_end, f.low),
                                      (last.at, last.value)], show_dots=False, stroke_style={"width": 1})
-    svg = chart.render(is_unicode=True)
+    svg = _SCRIPT.sub("", chart.render(is_unicode=True))
     return _SVG_OPEN.sub(f'<svg role="img" aria-labelledby="chart-title-{kr.id}" '
                          f'aria-describedby="chart-desc-{kr.id}" focusable="false" ', svg, count=1)
 
