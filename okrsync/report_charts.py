@@ -9,6 +9,7 @@ complete as written and prints as shown.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import date, datetime, time, timedelta, timezone
 
 import pygal
@@ -22,17 +23,16 @@ _SVG_OPEN = re.compile(r"^<svg ")
 _SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.S)   # pygal writes its config as a script even with js=[]
 
 
-def _style() -> Style:
+@lru_cache(maxsize=16)
+def _style(colours: tuple[str, ...]) -> Style:
+    """pygal colours series by their order, so each chart's style lists the colours of the series it has."""
     return Style(background="#ffffff", plot_background="#ffffff", foreground=PALETTE.text,
                  foreground_strong=PALETTE.text, foreground_subtle=PALETTE.muted, opacity="1", opacity_hover="1",
-                 transition="none", colors=PALETTE.series,
+                 transition="none", colors=colours,
                  font_family="system-ui, -apple-system, 'Segoe UI', Roboto, Arial, sans-serif",
                  label_font_size=13, major_label_font_size=13, legend_font_size=13, value_font_size=12,
                  tooltip_font_size=12, title_font_size=15, guide_stroke_color=PALETTE.grid,
                  major_guide_stroke_color=PALETTE.grid, stroke_width=2)
-
-
-_STYLE = None
 
 
 def _moment(day: date) -> datetime:
@@ -49,17 +49,45 @@ def _month_ticks(start: date, end: date) -> list[datetime]:
         ticks.append(_moment(day))
 
 
-def burnup_svg(kr: KeyResultView) -> str:
-    """The chart as an <svg> element (no XML declaration), labelled for screen readers by the
-    figure's caption (aria-describedby the caption's id, see report_html)."""
-    global _STYLE
-    if _STYLE is None:
-        _STYLE = _style()
+def _series(kr: KeyResultView) -> list[tuple[int, list, dict]]:
+    """(index in LEGEND, points, pygal options) of each series the chart has: a series with nothing to
+    draw is left out (pygal pads every series to the longest one, so each costs as much as the check-ins)."""
+    start, end = _span(kr)
+    period_end = _moment(end + timedelta(days=1))
+    measured = [p for p in kr.points if p.kind != "manual"]
+    manual = [p for p in kr.points if p.kind == "manual"]
+    series = []
+    if measured:
+        series.append((0, [(p.at, p.value) for p in measured], {"show_dots": len(measured) <= DOTS_UP_TO}))
+    if manual:
+        series.append((1, [(p.at, p.value) for p in manual], {"stroke": False, "dots_size": 6}))
+    series.append((2, [(_moment(start), kr.baseline), (period_end, kr.target)],
+                   {"show_dots": False, "stroke_style": {"width": 2, "dasharray": "6, 4"}}))
+    series.append((3, [(_moment(start), kr.target), (period_end, kr.target)],
+                   {"show_dots": False, "stroke_style": {"width": 1.5}}))
+    last = kr.points[-1] if kr.points else None
+    if kr.forecast is not None and last is not None:
+        f = kr.forecast
+        series.append((4, [(last.at, last.value), (period_end, f.value)],
+                       {"show_dots": False, "stroke_style": {"width": 2, "dasharray": "2, 3"}}))
+        series.append((5, [(last.at, last.value), (period_end, f.high), (period_end, f.low), (last.at, last.value)],
+                       {"show_dots": False, "stroke_style": {"width": 1}}))
+    return series
+
+
+def _span(kr: KeyResultView) -> tuple[date, date]:
     start = kr.period_start or (kr.points[0].at.date() if kr.points else date.today())
     end = kr.period_end or (kr.points[-1].at.date() if kr.points else start + timedelta(days=1))
-    period_end = _moment(end + timedelta(days=1))
+    return start, end
+
+
+def burnup_svg(kr: KeyResultView) -> str:
+    """The chart as an <svg> element (no XML declaration), labelled for screen readers by the
+    figure's caption (aria-labelledby / aria-describedby the caption's ids, see report_html)."""
+    start, end = _span(kr)
+    series = _series(kr)
     chart = pygal.DateTimeLine(
-        width=560, height=260, style=_STYLE, js=[],
+        width=560, height=260, style=_style(tuple(PALETTE.series[i] for i, _, _ in series)), js=[],
         disable_xml_declaration=True, explicit_size=False, show_legend=False,   # the legend is HTML (legend())
         show_x_guides=False, show_y_guides=True, dots_size=3, stroke=True,
         show_minor_y_labels=False, y_labels_major_count=6,
@@ -67,22 +95,8 @@ def burnup_svg(kr: KeyResultView) -> str:
         value_formatter=lambda v: fmt(v), truncate_legend=-1, margin=8, spacing=8, tooltip_border_radius=0,
         print_values=False, x_labels=_month_ticks(start, end), x_label_rotation=0, include_x_axis=False,
         allow_interruptions=True, classes=["pygal-chart", "burnup"])
-    measured = [p for p in kr.points if p.kind != "manual"]
-    manual = [p for p in kr.points if p.kind == "manual"]
-    chart.add("check-ins", [(p.at, p.value) for p in measured] or [None],
-              show_dots=len(measured) <= DOTS_UP_TO)
-    chart.add("manual check-in", [(p.at, p.value) for p in manual] or [None], stroke=False, dots_size=6)
-    chart.add("expected", [(_moment(start), kr.baseline), (period_end, kr.target)], show_dots=False,
-              stroke_style={"width": 2, "dasharray": "6, 4"})
-    chart.add("target", [(_moment(start), kr.target), (period_end, kr.target)], show_dots=False,
-              stroke_style={"width": 1.5})
-    last = kr.points[-1] if kr.points else None
-    if kr.forecast is not None and last is not None:
-        f = kr.forecast
-        chart.add("forecast", [(last.at, last.value), (period_end, f.value)], show_dots=False,
-                  stroke_style={"width": 2, "dasharray": "2, 3"})
-        chart.add("forecast range", [(last.at, last.value), (period_end, f.high), (period_end, f.low),
-                                     (last.at, last.value)], show_dots=False, stroke_style={"width": 1})
+    for i, points, options in series:
+        chart.add(LEGEND[i][0], points, **options)
     svg = _SCRIPT.sub("", chart.render(is_unicode=True))
     return _SVG_OPEN.sub(f'<svg role="img" aria-labelledby="chart-title-{kr.id}" '
                          f'aria-describedby="chart-desc-{kr.id}" focusable="false" ', svg, count=1)
@@ -93,17 +107,8 @@ LEGEND = (("check-ins", "solid"), ("manual check-in", "dot"), ("expected", "dash
 
 
 def legend(kr: KeyResultView) -> list[tuple[str, str, str]]:
-    """The chart's legend as (label, colour, line style), only for the series the chart has."""
-    shown = []
-    for i, (name, line) in enumerate(LEGEND):
-        if name == "manual check-in" and not any(p.kind == "manual" for p in kr.points):
-            continue
-        if name == "check-ins" and not any(p.kind != "manual" for p in kr.points):
-            continue
-        if name.startswith("forecast") and (kr.forecast is None or not kr.points):
-            continue
-        shown.append((name, PALETTE.series[i], line))
-    return shown
+    """The chart's legend as (label, colour, line style), for the series the chart has."""
+    return [(LEGEND[i][0], PALETTE.series[i], LEGEND[i][1]) for i, _, _ in _series(kr)]
 
 
 def _day(moment: datetime | date) -> str:

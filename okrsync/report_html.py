@@ -62,13 +62,14 @@ def progress_bar(kr: KeyResultView) -> Markup:
     """Progress against expected: a bar filled to progress (clamped to 0..100 %; the text gives the real
     share), a mark at the expected share, and the same in words for screen readers and print."""
     if kr.progress is None:
-        return Markup('<div class="bar s-no_data" role="img" aria-label="no progress measured yet"></div>')
+        return Markup('<div class="progress"><div class="bar s-no_data" role="img" aria-label="no progress measured yet">'
+                      '</div><p class="bar-text" aria-hidden="true">no progress measured</p></div>')
     fill = max(0.0, min(1.0, kr.progress))
     words = f"{pct(kr.progress)} of the way" + (f", {pct(kr.expected)} expected by now" if kr.expected is not None else "")
     mark = "" if kr.expected is None else f'<span class="expected" style="left:{100 * kr.expected:.1f}%"></span>'
-    return Markup(f'<div class="bar s-{escape(kr.status)}" role="img" aria-label="{escape(words)}">'
+    return Markup(f'<div class="progress"><div class="bar s-{escape(kr.status)}" role="img" aria-label="{escape(words)}">'
                   f'<span class="fill" style="width:{100 * fill:.1f}%"></span>{mark}</div>'
-                  f'<p class="bar-text" aria-hidden="true">{escape(words)}</p>')
+                  f'<p class="bar-text" aria-hidden="true">{escape(words)}</p></div>')
 
 
 def chart(kr: KeyResultView) -> Markup:

@@ -74,6 +74,8 @@ def write_history(store, key_results: int = 100, days: int = 90, seed: int = 7, 
     last = start + timedelta(days=days - 1, hours=3)
     for i, kr in enumerate(krs):
         if i % 11 == 5:
-            store.add_manual_checkin(kr.id, kr.baseline + (kr.target - kr.baseline) * 0.5, note="agreed in the review",
-                                     observed_at=last, status="on_track")
+            value = kr.baseline + (kr.target - kr.baseline) * 0.5
+            a = assess(value, kr.baseline, kr.target, period, last)
+            store.add_manual_checkin(kr.id, value, note="agreed in the review", observed_at=last, progress=a.progress,
+                                     expected=a.expected, status=a.status)
     return [k.id for k in krs]
