@@ -355,6 +355,36 @@ def report(configs: Optional[List[Path]] = typer.Argument(None, help="limit to t
 
 
 @app.command()
+def digest(config: Path = typer.Argument(..., help="the config file whose digest to send, e.g. config/payments.yaml", show_default=False),
+           dry_run: bool = typer.Option(False, "--dry-run", help="print the digest; send nothing, record nothing"),
+           store: Optional[str] = StoreOpt, as_json: bool = typer.Option(False, "--json", help="print the webhook payload (Slack Block Kit)")) -> None:
+    """Post the config's digest to its `notify:` webhook: what moved since the last digest, what is at risk,
+    forecast misses, manual values, failing sources, links. Sent once per period of `notify: digest:`."""
+    from okrsync.digest import send_digest
+
+    try:
+        plan = load_plan([config], store)
+    except ConfigError as e:
+        _fail_config(e)
+    from flows.services import local_services
+
+    services = local_services()
+    try:
+        done = send_digest(plan, str(config), services.open_store, services.post_webhook, dry_run=dry_run)
+    except ConfigError as e:
+        _fail_config(e)
+    except OkrSyncError as e:
+        _fail(e)
+    if as_json and "payload" in done:
+        print(json.dumps(done["payload"], indent=2, ensure_ascii=False))
+    elif dry_run:
+        print(done["text"])
+    if not dry_run:
+        line = ("Sent the digest of " + config.name if done["sent"] else f"Not sent: {done['reason']}")
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
 def checkin(kr_id: str = typer.Argument(..., help="key result id"),
             value: float = typer.Argument(..., help="the value to record"),
             note: Optional[str] = typer.Option(None, "--note", help="why (shown in history)"),

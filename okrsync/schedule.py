@@ -69,6 +69,11 @@ def _fields(cron: str) -> str:
     return _MACRO_FIELDS.get(cron.lower(), cron)
 
 
+def cron_fields(cron: str) -> str:
+    """The five cron fields of a cron string or a macro (@daily -> 0 0 * * *)."""
+    return _fields(cron)
+
+
 def _prefect_accepts(cron: str) -> bool:
     """A cron string cron (and so Prefect) can run: five valid fields, or a macro."""
     try:

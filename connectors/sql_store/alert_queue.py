@@ -1,22 +1,23 @@
 """The alert queue of the embedded SQL store (a mixin of SqlStore).
 
 A store used by a config with ``notify:`` also gets ``okr_watch`` (what each key result looked like
-at the last run: status, failure streak, last success, alerts sent) and ``okr_alerts`` (every alert
-decided, and when it was delivered). These tables carry their own version (``watch_schema_version``
+at the last run: status, failure streak, last success, alerts sent), ``okr_alerts`` (every alert
+decided, and when it was delivered) and ``okr_digests`` (each config's digest per period, claimed by
+the run that sends it). These tables carry their own version (``watch_schema_version``
 in okr_meta, steps in schema.WATCH_MIGRATIONS) and are created on first use, so a store that never
 alerts keeps exactly the core schema.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from connectors.sql_store.rows import queued_row, watch_row
-from connectors.sql_store.schema import WATCH_SCHEMA_KEY, alerts_table, utcnow, watch_table
+from connectors.sql_store.schema import WATCH_SCHEMA_KEY, alerts_table, digests_table, utcnow, watch_table
 from okrsync.alerts import Alert, QueuedAlert, Watch
 
 ALERT_DELIVERY_ATTEMPTS = 5     # runs that try to deliver one alert before it is left undelivered
@@ -119,3 +120,48 @@ class AlertQueue:
             query = query.where(alerts_table.c.kr_id == kr_id)
         with self._errors("read"), self._engine.connect() as conn:
             return [queued_row(r._mapping) for r in conn.execute(query)]
+
+    # -- the digest: one per config file and period --
+
+    def claim_digest(self, config: str, period: datetime, run_id: str) -> bool:
+        """Claim the digest of ``config`` for ``period`` (the cron tick it belongs to): True for exactly one
+        caller while it is unsent and unclaimed (a claim older than ALERT_CLAIM_TIMEOUT is released, and
+        a period tried ALERT_DELIVERY_ATTEMPTS times is given up). Two overlapping runs: one gets it."""
+        self.ensure_watch_schema()
+
+        def work(conn: Connection) -> bool:
+            now = utcnow()
+            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            conn.execute(insert(digests_table).on_conflict_do_nothing(
+                index_elements=[digests_table.c.config, digests_table.c.period]),
+                [{"config": config, "period": period, "created_at": now}])
+            claimed = conn.execute(
+                digests_table.update()
+                .where(digests_table.c.config == config, digests_table.c.period == period,
+                       digests_table.c.sent_at.is_(None), digests_table.c.attempts < ALERT_DELIVERY_ATTEMPTS,
+                       (digests_table.c.claimed_by.is_(None)) | (digests_table.c.claimed_at < now - ALERT_CLAIM_TIMEOUT))
+                .values(claimed_by=run_id, claimed_at=now))
+            return claimed.rowcount == 1
+
+        return self._transaction("write digest state to", work)
+
+    def finish_digest(self, config: str, period: datetime, run_id: str, *, delivered: bool) -> None:
+        """Mark a claimed digest sent, or release it (one more failed attempt) for a later run."""
+        def work(conn: Connection) -> None:
+            mine = digests_table.update().where(digests_table.c.config == config, digests_table.c.period == period,
+                                                digests_table.c.claimed_by == run_id, digests_table.c.sent_at.is_(None))
+            if delivered:
+                conn.execute(mine.values(sent_at=utcnow()))
+            else:
+                conn.execute(mine.values(attempts=digests_table.c.attempts + 1, claimed_by=None, claimed_at=None))
+
+        self._transaction("write digest state to", work)
+
+    def digests(self, config: str) -> list[dict]:
+        """The config's digests, newest period first: {period, sent_at, attempts, claimed_by}."""
+        self.ensure_watch_schema()
+        query = (select(digests_table.c.period, digests_table.c.sent_at, digests_table.c.attempts,
+                        digests_table.c.claimed_by)
+                 .where(digests_table.c.config == config).order_by(digests_table.c.period.desc()))
+        with self._errors("read"), self._engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]

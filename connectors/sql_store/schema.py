@@ -213,6 +213,23 @@ alerts_table = Table(
 )
 
 
+# Watch version 2: one row per config file and digest period (okrsync.digest): claimed by the run that
+# sends it, so two overlapping runs post a period's digest once.
+digests_table = Table(
+    "okr_digests",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("config", Text, nullable=False),                 # the config file (absolute path)
+    Column("period", UtcDateTime, nullable=False),          # the cron tick the digest belongs to
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("claimed_by", Text),
+    Column("claimed_at", UtcDateTime),
+    Column("sent_at", UtcDateTime),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("config", "period", name="uq_okr_digests_config_period"),
+)
+
+
 # --- migrations -----------------------------------------------------------------------------
 # MIGRATIONS[i] upgrades a store from schema version i to i + 1, so schema_version() is the
 # length of the list. Version 0 is a store with no tables (or a meta row saying 0). Never edit a step
@@ -316,11 +333,17 @@ MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _add_owner_v2, _hi
 
 
 def _create_watch_v1(conn: Connection) -> None:
-    """Watch version 1: okr_watch and okr_alerts."""
-    metadata.create_all(conn, tables=[watch_table, alerts_table])
+    """Watch version 1: okr_watch and okr_alerts (as they were; later tables have their own steps)."""
+    watch_table.create(conn)
+    alerts_table.create(conn)
 
 
-WATCH_MIGRATIONS: list[Callable[[Connection], None]] = [_create_watch_v1]
+def _create_digests_v2(conn: Connection) -> None:
+    """Watch version 2: okr_digests (the weekly digest, sent once per period)."""
+    digests_table.create(conn)
+
+
+WATCH_MIGRATIONS: list[Callable[[Connection], None]] = [_create_watch_v1, _create_digests_v2]
 
 
 def schema_version() -> int:
