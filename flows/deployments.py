@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from okrsync.config import Plan, load_plan
+from okrsync.digest import cadence_of
 from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError
 from okrsync.schedule import Cadence, cadences, next_fire, unscheduled
 
@@ -52,10 +53,17 @@ class DeploymentPlan:
     cadences: tuple[Cadence, ...]
     unscheduled: tuple[str, ...]    # key results run only on demand
     key_results: int
+    digest: Cadence | None = None   # `notify: digest:`: the okr-digest deployment's cron and timezone
 
     @property
     def full_name(self) -> str:
         return f"{FLOW_NAME}/{self.name}"
+
+    @property
+    def digest_name(self) -> str:
+        from flows.digest import FLOW_NAME as DIGEST_FLOW
+
+        return f"{DIGEST_FLOW}/{self.name}"
 
     def schedule_parameters(self, cadence: Cadence) -> dict[str, Any]:
         return {} if cadence.whole_file else {"only": list(cadence.kr_ids)}
@@ -134,10 +142,12 @@ def plan_deployments(config_paths: list[str | Path], store: str | None = None) -
     for path, plan in loaded:
         file_schedule = plan.schedules.get(str(path))
         krs = [(kr.id, kr.schedule) for kr in plan.key_results]
+        digest = cadence_of(plan, str(path))
         plans.append(DeploymentPlan(name=deployment_name(path), config_path=str(path.resolve()),
                                     cadences=tuple(cadences(file_schedule, krs)),
                                     unscheduled=tuple(unscheduled(file_schedule, krs)),
-                                    key_results=len(krs)))
+                                    key_results=len(krs),
+                                    digest=Cadence(digest[0], digest[1], (), whole_file=True) if digest else None))
     return plans
 
 
@@ -160,10 +170,30 @@ def to_deployment(plan: DeploymentPlan, store: str | None = None) -> Any:
         entrypoint_type=EntrypointType.MODULE_PATH)
 
 
+def to_digest_deployment(plan: DeploymentPlan, store: str | None = None) -> Any:
+    """The `okr-digest` RunnerDeployment of one config with `notify: digest:` (None without one), named
+    and tagged like serve's sync deployment (`okr-digest/payments-served`)."""
+    if plan.digest is None:
+        return None
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
+    from flows.digest import send_okr_digest
+
+    parameters: dict[str, Any] = {"config_path": plan.config_path}
+    if store:
+        parameters["store"] = store
+    return send_okr_digest.to_deployment(
+        plan.name, parameters=parameters, schedules=[Cron(plan.digest.cron, timezone=plan.digest.timezone)],
+        tags=[*TAGS, SERVE_TAG], description=f"Post the weekly digest of {plan.config_path} to its webhook.",
+        entrypoint_type=EntrypointType.MODULE_PATH)
+
+
 def serve(plans: list[DeploymentPlan], store: str | None = None, limit: int | None = None,
           on_registered: Callable[[], None] | None = None) -> None:
-    """Register every deployment and run their schedules until interrupted (a Prefect Runner, as
-    `prefect.serve` does, but touching only deployments serve registered itself).
+    """Register every deployment (and the digest's, for a config with `notify: digest:`) and run their
+    schedules until interrupted (a Prefect Runner, as `prefect.serve` does, but touching only
+    deployments serve registered itself).
 
     Raises DeploymentConflict before registering anything when one of the names is taken by a
     deployment that is not serve's, and after stopping when one of its deployments was taken over
@@ -176,7 +206,8 @@ def serve(plans: list[DeploymentPlan], store: str | None = None, limit: int | No
     from prefect.runner import Runner
     from prefect.settings import get_current_settings
 
-    deployments = [to_deployment(p, store) for p in plans]
+    digests = [d for d in (to_digest_deployment(p, store) for p in plans) if d is not None]
+    deployments = [to_deployment(p, store) for p in plans] + digests
     runner = Runner(pause_on_shutdown=False, limit=limit)
     try:
         refused = [conflict_line(name, why) for name, why in _taken(d.full_name for d in deployments)]

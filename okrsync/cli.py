@@ -428,7 +428,8 @@ def _assess_manual(state: Any, value: float, moment: datetime) -> dict[str, Any]
 def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
           limit: Optional[int] = typer.Option(None, "--limit", min=1, help="most flow runs at once (default: Prefect's runner limit)"),
           check: bool = typer.Option(False, "--check", help="show the deployments and their next runs, then exit")) -> None:
-    """Run each config on its `schedule:` in one long-lived process: a Prefect deployment per config.
+    """Run each config on its `schedule:` in one long-lived process: a Prefect deployment per config
+    (and `okr-digest/CONFIG` for a config with `notify: digest:`).
 
     Runs can also be started on demand: `prefect deployment run sync-okrs/CONFIG-NAME-served` (in a shell
     with the same PREFECT_API_URL; without it prefect answers that the deployment is not found) or the Prefect UI.
@@ -503,6 +504,11 @@ def _deployments_table(plans) -> None:
             rows.append((", ".join(plan.unscheduled), "on demand only (no schedule:)", "-"))
         for i, (runs, schedule_text, when) in enumerate(rows):
             table.add_row(plan.full_name if i == 0 else "", plan.config_path if i == 0 else "", runs, schedule_text, when)
+        if plan.digest is not None:
+            from okrsync.schedule import next_fire
+
+            table.add_row(plan.digest_name, plan.config_path if not rows else "", "the digest (notify: digest:)",
+                          plan.digest.describe(), f"{next_fire(plan.digest, datetime.now(timezone.utc)):%Y-%m-%d %H:%M}")
     out.print(table)
 
 

@@ -208,3 +208,30 @@ def test_the_last_tick_follows_the_timezone():
     assert tick == datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)               # 09:00 CET
     assert digest.last_tick("0 9 * * MON", "UTC", datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)) == \
         datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------------------- under Prefect
+
+
+def test_serve_deploys_the_digest_on_its_cron(write_config, tmp_path, monkeypatch):
+    from flows.deployments import plan_deployments, to_digest_deployment
+
+    monkeypatch.setenv("OKR_DIGEST_HOOK", "https://hooks.example.com/x")
+    config = _config(write_config, f"sqlite:///{tmp_path / 'okr.db'}", 'schedule: {cron: "0 7 * * 1-5", timezone: Europe/Berlin}')
+    (plan,) = plan_deployments([config])
+    assert (plan.digest.cron, plan.digest.timezone, plan.digest_name) == ("0 9 * * MON", "Europe/Berlin", "okr-digest/okrs")
+    deployment = to_digest_deployment(plan)
+    assert deployment.parameters == {"config_path": str(config.resolve())}
+    (schedule,) = deployment.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 9 * * MON", "Europe/Berlin")
+
+
+def test_the_digest_flow_sends_once_per_period(prefect_harness, cli, write_config, tmp_path, hook):
+    from flows.digest import send_okr_digest
+
+    config = _config(write_config, f"sqlite:///{tmp_path / 'okr.db'}")
+    assert cli("run", str(config), "--no-prefect").exit_code == 0
+    first = send_okr_digest(config_path=str(config))
+    second = send_okr_digest(config_path=str(config))
+    assert (first["sent"], second["sent"]) == (True, False) and "already sent" in second["reason"]
+    assert len(hook.posts) == 1 and hook.posts[0]["text"].startswith("OKR digest · okrs.yaml")
