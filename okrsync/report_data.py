@@ -189,20 +189,18 @@ def evidence_change(history: Sequence[StoredCheckin]) -> EvidenceChange | None:
 def forecast_of(state: KeyResultState, history: Sequence[StoredCheckin], now: datetime) -> tuple[Forecast | None, str | None]:
     """The key result's period-end forecast from its check-ins, or None and why not.
 
-    The one place the report and the digest ask for a forecast: the history module
-    (okrsync.forecast) answers when installed."""
+    The one place the report and the digest ask for a forecast: the history module's
+    ``okrsync.forecast.of_state(state, points, moment) -> (Forecast | None, reason)`` when installed."""
     try:
         from okrsync import forecast as module  # type: ignore[attr-defined]
     except ImportError:
         return None, NO_FORECAST
-    compute = getattr(module, "forecast", None)
-    if compute is None or state.period_start is None or state.period_end is None:
-        return None, NO_FORECAST if compute is None else "no period stored for this key result"
-    try:
-        got = compute(state, history, now)
-    except (TypeError, ValueError) as exc:     # a different signature or a series it refuses
-        return None, f"no forecast: {exc}".splitlines()[0]
-    return _as_forecast(got, state)
+    of_state = getattr(module, "of_state", None)
+    if of_state is None:
+        return None, NO_FORECAST
+    points = [(c.observed_at, float(c.value)) for c in history    # type: ignore[arg-type]
+              if not c.invalid and c.observed_at is not None and _finite(c.value) is not None]
+    return _as_forecast(of_state(state, points, now), state)
 
 
 def _as_forecast(got: Any, state: KeyResultState) -> tuple[Forecast | None, str | None]:

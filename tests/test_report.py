@@ -100,11 +100,18 @@ def test_a_forecast_module_plugs_in_through_forecast_of(history_store, monkeypat
     """Before the history module lands, its forecast function is faked here to show the wiring."""
     store, _ = history_store
     fake = types.ModuleType("okrsync.forecast")
-    fake.forecast = lambda state, history, now: {"value": 47.5, "low": 44.0, "high": 51.0, "at": state.period_end,
-                                                 "status": "will_reach", "reaches_target_on": date(2026, 12, 20)}
+    seen = []
+
+    def of_state(state, points, moment):      # the history branch's okrsync.forecast.of_state
+        seen.append((state.kr_id, len(points), moment))
+        return {"value": 47.5, "low": 44.0, "high": 51.0, "at": state.period_end, "status": "will_reach",
+                "reaches_target_on": date(2026, 12, 20)}, None
+
+    fake.of_state = of_state
     monkeypatch.setitem(sys.modules, "okrsync.forecast", fake)
     data = report_data.gather(store, kr_ids=["kr-001"], now=NOW)
     f = data.key_results[0].forecast
+    assert seen == [("kr-001", len(store.history("kr-001")), NOW)]
     assert (f.value, f.low, f.high, f.status, f.at) == (47.5, 44.0, 51.0, "will_reach", date(2026, 12, 31))
     write_report(store, tmp_path / "site", kr_ids=["kr-001"], now=NOW)
     page = (tmp_path / "site" / "objectives" / "obj-00.html").read_text()
