@@ -3,7 +3,8 @@ markdown summary, keyed by the file, so the UI's "latest" of one config is that 
 
 - `okr-sync-run-<config>` (table): one row per key result: value, change since the previous
   check-in, progress, expected, status, link, error.
-- `okr-sync-summary-<config>` (markdown): the counts, then failures first, then alerts, then
+- `okr-sync-summary-<config>` (markdown): the counts, counts by status, the key results at risk
+  or off track, the link to the file's report (`report:`), then failures first, then alerts, then
   every key result.
 
 `<config>` is the file's name without `.yaml`, in lowercase letters, digits and dashes (Prefect's
@@ -97,6 +98,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
         counts += [f"{c['written']} check-ins written", f"{c['unchanged']} unchanged", f"{c['kept_manual']} manual kept"]
     counts += [f"{result['source_calls']} source calls in the run", f"{result['seconds']:.2f} s"]
     lines += [" · ".join(counts), ""]
+    lines += standing_markdown(result)
 
     failed = [r for r in result["key_results"] if r["error"]]
     if failed:
@@ -124,6 +126,35 @@ def summary_markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {_cell(r['id'])} | {_num(r['value'])}{_cell(unit)} | {_signed(r.get('change'), not result['dry_run'])} | "
                          f"{progress} | {expected} | {r['status'] or '-'} | {_link(r['link'])} |")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def standing_markdown(result: dict[str, Any]) -> list[str]:
+    """Counts by status, the key results at risk or off track, and the report's link (`report:`)."""
+    measured = [r for r in result["key_results"] if not r["error"] and r["status"]]
+    lines = []
+    if measured:
+        order = ("off_track", "at_risk", "on_track", "done")
+        counts = {s: sum(1 for r in measured if r["status"] == s) for s in order}
+        lines += ["Status: " + " · ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items()), ""]
+    risky = sorted((r for r in measured if r["status"] in ("off_track", "at_risk")),
+                   key=lambda r: (r["status"] != "off_track", r["id"]))
+    if risky:
+        lines += [f"### At risk or off track ({len(risky)})", "", "| key result | status | progress | expected | link |",
+                  "|---|---|---|---|---|"]
+        for r in risky:
+            progress = "-" if r["progress"] is None else f"{100 * r['progress']:.0f}%"
+            expected = "-" if r["expected"] is None else f"{100 * r['expected']:.0f}%"
+            lines.append(f"| {_cell(r['id'])} | {r['status'].replace('_', ' ')} | {progress} | {expected} | {_link(r['link'])} |")
+        lines.append("")
+    report = result.get("report") or {}
+    mine = result.get("config")          # per_config: only this file's report
+    for file, done in report.get("reports", {}).items():
+        if mine is not None and config_key(file) != mine:
+            continue
+        lines += [f"Report: [{_cell(done['url'])}]({done['url']})" if done.get("url")
+                  else f"Report written to `{_cell(done['index'])}` (set `report: url:` to link it here)", ""]
+    lines += [f"Report not written: {_cell(e)}" for e in report.get("errors", [])]
+    return lines
 
 
 def publish(result: dict[str, Any], config_of: Mapping[str, str]) -> None:

@@ -149,6 +149,7 @@ def run(configs: List[Path] = ConfigArgs,
         render.run_table(out, result)
         render.publish_lines(out, result.get("publish"), dry_run)
         _alerts_line(result.get("alerts"))
+        _report_lines(result.get("report"))
     undelivered = sum(t.get("failed", 0) for t in (result.get("publish") or {}).values())
     raise typer.Exit(1 if result["counts"]["failed"] or undelivered else 0)
 
@@ -489,6 +490,18 @@ def _alerts_line(alerts: dict | None) -> None:
     if len(alerts["alerts"]) > sent:
         line += f", {len(alerts['alerts']) - sent} queued for the next run"
     out.print(line + "".join(f"; {e}" for e in alerts["errors"]), markup=False, highlight=False, soft_wrap=True)
+
+
+def _report_lines(report: dict | None) -> None:
+    """After a run of a config with `report:`: where the report was written, or why not."""
+    if not report:
+        return
+    for done in report["reports"].values():
+        where = done["url"] or Path(done["index"]).as_uri()
+        out.print(f"Report of {done['key_results']} key result(s) written: {where}", markup=False, highlight=False,
+                  soft_wrap=True)
+    for problem in report["errors"]:
+        err.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _deployments_table(plans) -> None:

@@ -1,7 +1,7 @@
 """The sync engine: one sync of a Plan, in plain Python.
 
     plan -> one batch per source -> measure the batches on a bounded executor -> assess
-         -> write the check-ins (one store transaction) -> alerts -> run summary
+         -> write the check-ins (one store transaction) -> alerts -> the report (`report:`) -> run summary
 
 The caller decides how batches run (an Executor): `LocalExecutor` (threads) for the CLI's
 in-process runs; the Prefect flow `sync-okrs` passes one that makes each batch a Prefect task.
@@ -293,6 +293,15 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
         result["alerts"] = services.executor.step(
             "send-alerts", lambda: send_alerts(plan, result["key_results"], run_id, moment,
                                                services.open_store, services.post_webhook))
+    if not options.dry_run and store_error is None and plan.reports:
+        from okrsync.report import regenerate
+
+        errors = {row["id"]: row["error"] for row in result["key_results"] if row["error"]}
+        files = {kr.config_file: [] for kr in plan.key_results}
+        for kr in plan.key_results:
+            files[kr.config_file].append(kr.id)
+        result["report"] = services.executor.step(
+            "write-report", lambda: regenerate(plan.reports, services.open_store, plan.store_url, files, errors))
     flow_run_id, flow_run_url = services.flow_run or (None, None)
     result["flow_run"] = {"id": flow_run_id, "url": flow_run_url} if flow_run_id else None
     if unusable is not None:                  # nothing was measured: callers say so in one line

@@ -233,3 +233,37 @@ def test_pages_of_objectives_no_longer_in_the_report_are_removed(history_store, 
     assert len(list((tmp_path / "site" / "objectives").glob("*.html"))) == 3
     write_report(store, tmp_path / "site", kr_ids=["kr-000"], now=NOW)
     assert [p.name for p in (tmp_path / "site" / "objectives").glob("*.html")] == ["obj-00.html"]
+
+
+# ---------------------------------------------------------------------------- after a run
+
+
+def test_a_flow_run_rewrites_the_report_and_its_artifact_links_it(prefect_harness, write_config, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.sync import sync_okrs
+
+    text = Path(EXAMPLE).read_text().replace("path: data/", f"path: {Path(EXAMPLE).parent / 'data'}/")
+    config = write_config("report: {out: site, url: \"https://okrs.example.com/example/\"}\n" + text)
+    result = sync_okrs(config_paths=[str(config)], store=f"sqlite:///{tmp_path / 'okr.db'}",
+                       as_of=datetime(2026, 11, 20, 12, tzinfo=timezone.utc))
+    assert result["report"]["errors"] == []
+    assert result["report"]["reports"][str(config)]["key_results"] == 6
+    assert (tmp_path / "site" / "objectives" / "growth.html").is_file()
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["okr-sync-summary"])))
+    markdown = next(a.data for a in found if result["run_id"] in (a.description or ""))
+    risky = [r["id"] for r in result["key_results"] if r["status"] in ("at_risk", "off_track")]
+    assert "Status: " in markdown and f"### At risk or off track ({len(risky)})" in markdown
+    assert all(f"| {kr} |" in markdown.split("### At risk or off track")[1] for kr in risky)
+    assert "Report: [https://okrs.example.com/example/](https://okrs.example.com/example/)" in markdown
+
+
+def test_a_report_that_cannot_be_written_never_fails_the_run(cli, write_config, tmp_path):
+    text = Path(EXAMPLE).read_text().replace("path: data/", f"path: {Path(EXAMPLE).parent / 'data'}/")
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    config = write_config("report: {out: blocked}\n" + text)
+    done = cli("run", str(config), "--no-prefect")
+    assert done.exit_code == 0
+    assert "warning: report of okrs.yaml not written: cannot write" in done.output and "check `report: out:`" in done.output
