@@ -74,6 +74,7 @@ class Moved:
     before_value: float | None
     before_status: str | None
     tickets: EvidenceChange | None
+    first_value: float | None = None     # without a value before the window: its first value in the window
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,9 @@ def build(store: Any, kr_ids: Sequence[str], *, since: datetime, now: datetime, 
             with_evidence = [c for c in history if c.evidence is not None and c.observed_at is not None and not c.invalid]
             earlier = [c for c in with_evidence if c.observed_at <= since]
             tickets = evidence_change([earlier[-1], with_evidence[-1]]) if earlier and with_evidence[-1] is not earlier[-1] else None
-            moved.append(Moved(view, before.value if before else None, before.status if before else None, tickets))
+            first = next((c.value for c in history if not c.invalid and c.observed_at is not None and c.value is not None
+                          and c.observed_at > since), None) if before is None else None
+            moved.append(Moved(view, before.value if before else None, before.status if before else None, tickets, first))
     return Digest(title=title, since=since, until=now, key_results=tuple(views), moved=tuple(moved),
                   report_url=report_url, counts=count_statuses(views))
 
@@ -198,8 +201,11 @@ def _tickets(change: EvidenceChange | None, slack: bool) -> str:
 def _moved_line(m: Moved, slack: bool) -> str:
     kr = m.kr
     text = f"{_who(kr, slack)}: "
-    if m.before_value is None:
-        text += f"first value {fmt_unit(kr.value, kr.unit)}"
+    if m.before_value is None and m.first_value is not None:
+        text += (f"new, {fmt(m.first_value)} → {fmt_unit(kr.value, kr.unit)}{_change(m.first_value, kr.value)}"
+                 if m.first_value != kr.value else f"new, {fmt_unit(kr.value, kr.unit)}")
+    elif m.before_value is None:
+        text += f"new, {fmt_unit(kr.value, kr.unit)}"
     else:
         text += f"{fmt(m.before_value)} → {fmt_unit(kr.value, kr.unit)}{_change(m.before_value, kr.value)}"
     if m.before_status and m.before_status != kr.status:

@@ -118,7 +118,7 @@ def test_okr_sync_digest_posts_once_per_period(cli, write_config, tmp_path, hook
     assert cli("run", str(config), "--no-prefect").exit_code == 0
     shown = cli("digest", str(config), "--dry-run")
     assert shown.exit_code == 0 and hook.posts == []
-    assert "OKR digest · okrs.yaml" in shown.output and "checkout-nps (Raise checkout NPS from 30 to 45): first value" in shown.output
+    assert "OKR digest · okrs.yaml" in shown.output and "checkout-nps (Raise checkout NPS from 30 to 45): new, 38" in shown.output
     assert "Report: https://okrs.example.com/team/" in shown.output
     first = cli("digest", str(config))
     assert first.exit_code == 0 and "Sent the digest of okrs.yaml" in first.output
