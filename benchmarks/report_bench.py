@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,15 +30,33 @@ from connectors.sql_store import open_store  # noqa: E402
 from report_history import write_history  # noqa: E402
 
 
+CPU: list[float] = []   # user + system seconds of each _cli process, in call order
+
+
 def _cli(*args: str, cwd: Path, store: str) -> float:
+    """Wall seconds of one `okr-sync ARGS` process; its CPU seconds go to CPU (a busy machine stretches
+    wall time, CPU time much less: on an idle machine the single-threaded command takes about its CPU time)."""
     env = {**os.environ, "OKR_SYNC_STORE": store, "PYTHONPATH": str(REPO)}
+    env.pop("PREFECT_API_URL", None)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "okrsync.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"okr-sync {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
     return seconds
+
+
+def _timed_cli(repeat: int, *args: str, cwd: Path, store: str) -> tuple[float, float]:
+    """Median wall and median CPU seconds of `repeat` runs."""
+    walls, cpus = [], []
+    for _ in range(repeat):
+        walls.append(_cli(*args, cwd=cwd, store=store))
+        cpus.append(CPU[-1])
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def _warm(store_url: str, out: Path, repeat: int) -> dict[str, float]:
@@ -74,28 +93,28 @@ def main() -> None:
         work = Path(tmp)
         example_store = f"sqlite:///{work / 'example.db'}"
         _cli("run", str(REPO / "config" / "example.yaml"), "--no-prefect", cwd=work, store=example_store)
-        cold = [_cli("report", str(REPO / "config" / "example.yaml"), "--out", str(work / "site-example"),
-                     cwd=work, store=example_store) for _ in range(args.repeat)]
+        cold = _timed_cli(args.repeat, "report", str(REPO / "config" / "example.yaml"), "--out",
+                          str(work / "site-example"), cwd=work, store=example_store)
         warm = _warm(example_store, work / "warm-example", args.repeat)
-        rows.append(("example (6 KRs, 1 check-in each)", 6, statistics.median(cold), warm))
+        rows.append(("example (6 KRs, 1 check-in each)", 6, cold, warm))
         for size in (int(s) for s in args.sizes.split(",")):
             url = f"sqlite:///{work / f'h{size}.db'}"
             started = time.perf_counter()
             with open_store(url) as store:
                 write_history(store, key_results=size, days=args.days)
             made = time.perf_counter() - started
-            cold = [_cli("report", "--out", str(work / f"site-{size}"), cwd=work, store=url) for _ in range(args.repeat)]
+            cold = _timed_cli(args.repeat, "report", "--out", str(work / f"site-{size}"), cwd=work, store=url)
             warm = _warm(url, work / f"warm-{size}", args.repeat)
-            rows.append((f"{size} KRs x {args.days} daily check-ins (store made in {made:.1f} s)", size,
-                         statistics.median(cold), warm))
+            rows.append((f"{size} KRs x {args.days} daily check-ins (store made in {made:.1f} s)", size, cold, warm))
             pages = sorted((work / f"site-{size}").rglob("*.html"))
             print(f"# {size} KRs: {len(pages)} pages, {sum(p.stat().st_size for p in pages) / 1e6:.1f} MB of HTML",
                   file=sys.stderr)
     print(f"median of {args.repeat}; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
-    print("| store | `okr-sync report` (fresh process) s | in-process total s | read s | charts s | pages s |")
-    print("|---|---|---|---|---|---|")
-    for name, _, cold, warm in rows:
-        print(f"| {name} | {cold:.2f} | {warm['total']:.2f} | {warm['read']:.2f} | {warm['charts']:.2f} | {warm['pages']:.2f} |")
+    print("| store | `okr-sync report` wall s | its CPU s | in-process total s | read s | charts s | pages s |")
+    print("|---|---|---|---|---|---|---|")
+    for name, _, (wall, cpu), warm in rows:
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} | {warm['total']:.2f} | {warm['read']:.2f} | {warm['charts']:.2f} | "
+              f"{warm['pages']:.2f} |")
 
 
 if __name__ == "__main__":
