@@ -119,7 +119,8 @@ def regenerate(reports: dict[str, PlannedReport], open_store: Callable[[str], An
         for config_file, planned in reports.items():
             try:
                 done = write_report(store, planned.out, kr_ids=kr_ids_of.get(config_file, []),
-                                    title=Path(config_file).name, errors=errors, public_url=planned.url)
+                                    title=f"OKR report · {Path(config_file).name}", errors=errors,
+                                    public_url=planned.url)
             except OkrSyncError as exc:
                 outcome["errors"].append(f"report of {Path(config_file).name} not written: {exc}")
                 continue

@@ -472,7 +472,7 @@ objectives:
     schema = json_schema()
     sheets = next(d for name, d in schema["$defs"].items() if name.endswith("google_sheets__SourceConfig"))
     assert set(sheets["properties"]) == {"type", "spreadsheet", "service_account", "tabs", "header_row", "decimal",
-                                         "deadline"}     # every source may say deadline:
+                                         "link", "deadline"}     # every source may say deadline:
     assert "api_base" not in json.dumps(schema) and "export_base" not in json.dumps(schema)   # test-only endpoints
 
 # ---------------------------------------------------------------------------- end to end
