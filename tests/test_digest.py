@@ -235,3 +235,26 @@ def test_the_digest_flow_sends_once_per_period(prefect_harness, cli, write_confi
     second = send_okr_digest(config_path=str(config))
     assert (first["sent"], second["sent"]) == (True, False) and "already sent" in second["reason"]
     assert len(hook.posts) == 1 and hook.posts[0]["text"].startswith("OKR digest · okrs.yaml")
+
+
+def test_a_store_with_the_first_alert_tables_gains_the_digest_table(tmp_path):
+    """A store whose alert tables are at watch version 1 (before the digest) is upgraded in place."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with open_store(url) as store:
+        store.ensure_watch_schema()
+    raw = sqlite3.connect(tmp_path / "old.db")
+    raw.execute("DROP TABLE okr_digests")
+    raw.execute("UPDATE okr_meta SET value = '1' WHERE key = 'watch_schema_version'")
+    raw.commit()
+    raw.close()
+    tick = datetime(2026, 11, 23, 9, tzinfo=timezone.utc)
+    with open_store(url) as store:
+        assert store.claim_digest("/cfg.yaml", tick, "run-a") is True
+        assert store.claim_digest("/cfg.yaml", tick, "run-b") is False
+        store.finish_digest("/cfg.yaml", tick, "run-a", delivered=True)
+        assert [(d["period"], d["sent_at"] is not None) for d in store.digests("/cfg.yaml")] == [(tick, True)]
+    raw = sqlite3.connect(tmp_path / "old.db")
+    assert raw.execute("SELECT value FROM okr_meta WHERE key = 'watch_schema_version'").fetchone() == ("2",)
+    raw.close()

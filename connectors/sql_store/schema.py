@@ -333,9 +333,8 @@ MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _add_owner_v2, _hi
 
 
 def _create_watch_v1(conn: Connection) -> None:
-    """Watch version 1: okr_watch and okr_alerts (as they were; later tables have their own steps)."""
-    watch_table.create(conn)
-    alerts_table.create(conn)
+    """Watch version 1: okr_watch and okr_alerts."""
+    metadata.create_all(conn, tables=[watch_table, alerts_table])
 
 
 def _create_digests_v2(conn: Connection) -> None:
