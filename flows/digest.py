@@ -1,5 +1,5 @@
 """The `okr-digest` Prefect flow: one config file's weekly digest (okrsync.digest), deployed by `okr-sync
-serve` as `okr-digest/<config>` on the file's `notify: digest:` cron. Orchestration only: the core
+serve` as `okr-digest/<config>-served` on the file's `notify: digest:` cron. Orchestration only: the core
 decides what the digest says and sends it once per period through the store's digest record."""
 from __future__ import annotations
 

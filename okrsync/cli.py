@@ -430,7 +430,7 @@ def serve(configs: List[Path] = ConfigArgs, store: Optional[str] = StoreOpt,
           limit: Optional[int] = typer.Option(None, "--limit", min=1, help="most flow runs at once (default: Prefect's runner limit)"),
           check: bool = typer.Option(False, "--check", help="show the deployments and their next runs, then exit")) -> None:
     """Run each config on its `schedule:` in one long-lived process: a Prefect deployment per config
-    (and `okr-digest/CONFIG` for a config with `notify: digest:`).
+    (and `okr-digest/CONFIG-served` for a config with `notify: digest:`).
 
     Runs can also be started on demand: `prefect deployment run sync-okrs/CONFIG-NAME-served` (in a shell
     with the same PREFECT_API_URL; without it prefect answers that the deployment is not found) or the Prefect UI.

@@ -4,7 +4,7 @@
       webhook: {secret: okr-slack-webhook}
       digest: "0 9 * * MON"                  # or {cron: "0 9 * * MON", timezone: Europe/Berlin}
 
-At each tick of the cron (`okr-sync serve` deploys it as `okr-digest/<config>`; `okr-sync digest CONFIG`
+At each tick of the cron (`okr-sync serve` deploys it as `okr-digest/<config>-served`; `okr-sync digest CONFIG`
 sends it by hand, `--dry-run` prints it), the digest says, for the key results of that file:
 
 - what moved since the last digest (value and status changes, with the tickets that entered and left),

@@ -219,9 +219,10 @@ def test_serve_deploys_the_digest_on_its_cron(write_config, tmp_path, monkeypatc
     monkeypatch.setenv("OKR_DIGEST_HOOK", "https://hooks.example.com/x")
     config = _config(write_config, f"sqlite:///{tmp_path / 'okr.db'}", 'schedule: {cron: "0 7 * * 1-5", timezone: Europe/Berlin}')
     (plan,) = plan_deployments([config])
-    assert (plan.digest.cron, plan.digest.timezone, plan.digest_name) == ("0 9 * * MON", "Europe/Berlin", "okr-digest/okrs")
+    assert (plan.digest.cron, plan.digest.timezone, plan.digest_name) == ("0 9 * * MON", "Europe/Berlin", "okr-digest/okrs-served")
     deployment = to_digest_deployment(plan)
     assert deployment.parameters == {"config_path": str(config.resolve())}
+    assert "okr-sync-serve" in deployment.tags        # serve owns it like its sync deployment
     (schedule,) = deployment.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 9 * * MON", "Europe/Berlin")
 

@@ -252,7 +252,7 @@ def test_a_flow_run_rewrites_the_report_and_its_artifact_links_it(prefect_harnes
     assert result["report"]["reports"][str(config)]["key_results"] == 6
     assert (tmp_path / "site" / "objectives" / "growth.html").is_file()
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["okr-sync-summary"])))
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["okr-sync-summary-okrs"])))
     markdown = next(a.data for a in found if result["run_id"] in (a.description or ""))
     risky = [r["id"] for r in result["key_results"] if r["status"] in ("at_risk", "off_track")]
     assert "Status: " in markdown and f"### At risk or off track ({len(risky)})" in markdown
