@@ -29,6 +29,8 @@ TABLES = {
     "okr_watch": "Alert state, one row per key result of a config with `notify:`: what it looked like "
                  "at the last run. Created the first time such a config runs.",
     "okr_alerts": "Every alert decided, and whether and when it was delivered. Created with `okr_watch`.",
+    "okr_digests": ("Each config file's weekly digest per period (`notify: digest:`), claimed by the run that "
+                    "sends it, so a period's digest is posted once. Created with `okr_watch`."),
     "okr_outbox": "Check-ins on their way to the OKR tools of the config's `publish:` targets: one row per "
                   "check-in and target, queued in the transaction that writes the check-in, delivered after "
                   "it, and retried by later runs until the target takes it or keeps a newer manual value.",
@@ -114,6 +116,14 @@ COLUMNS = {
     ("okr_alerts", "claimed_at"): "when that run claimed it; a claim older than 15 minutes is released",
     ("okr_alerts", "sent_at"): "when the webhook accepted it; empty while it is still queued",
     ("okr_alerts", "attempts"): "failed deliveries so far; after 5 the alert is left undelivered",
+    ("okr_digests", "id"): "row number",
+    ("okr_digests", "config"): "the config file (absolute path)",
+    ("okr_digests", "period"): "the tick of the `digest:` cron the digest belongs to (UTC)",
+    ("okr_digests", "created_at"): "when a run first tried to send it (UTC)",
+    ("okr_digests", "claimed_by"): "the run sending it right now (empty when none is)",
+    ("okr_digests", "claimed_at"): "when that run claimed it; a claim older than 15 minutes is released",
+    ("okr_digests", "sent_at"): "when the webhook accepted it; empty until then",
+    ("okr_digests", "attempts"): "failed posts so far; after 5 the period's digest is given up",
 
     ("okr_outbox", "id"): "row number",
     ("okr_outbox", "target"): "the publish target's name in the config",
