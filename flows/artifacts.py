@@ -11,6 +11,10 @@ markdown summary, keyed by the file, so the UI's "latest" of one config is that 
 rule for keys): `config/payments.yaml` gives `okr-sync-run-payments`. Two files of one run with
 the same name share their artifacts. Both take the run summary dict that `sync_okrs` returns, so
 what the UI shows is what the CLI prints.
+
+A run of more than ARTIFACT_ROWS key results (in one file) is shown as the CLI summarises it: the
+ARTIFACT_ROWS needing attention first (failed, off track, at risk), the counts saying how many
+there are in all; every check-in is in the store.
 """
 from __future__ import annotations
 
@@ -21,9 +25,12 @@ from typing import Any, Mapping
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from okrsync.results import attention_first, row_kind
+
 TABLE_KEY = "okr-sync-run"          # + "-<config>"
 SUMMARY_KEY = "okr-sync-summary"    # + "-<config>"
 _NOT_KEY = re.compile(r"[^a-z0-9]+")
+ARTIFACT_ROWS = 1000      # rows of a table artifact; more would pass the size Prefect's event bus carries
 
 
 def config_key(config_file: str) -> str:
@@ -83,7 +90,12 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
              "previous": r.get("previous"), "baseline": r["baseline"], "target": r["target"],
              "progress %": _pct(r["progress"]), "expected %": _pct(r["expected"]),
              "status": r["status"] or "error", "link": r["link"], "error": r["error"]}
-            for r in result["key_results"]]
+            for r in _shown(result["key_results"])]
+
+
+def _shown(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row, or over ARTIFACT_ROWS of them the ARTIFACT_ROWS needing attention first."""
+    return rows if len(rows) <= ARTIFACT_ROWS else attention_first(rows, row_kind)[:ARTIFACT_ROWS]
 
 
 def summary_markdown(result: dict[str, Any]) -> str:
@@ -100,9 +112,10 @@ def summary_markdown(result: dict[str, Any]) -> str:
     lines += [" · ".join(counts), ""]
     lines += standing_markdown(result)
 
-    failed = [r for r in result["key_results"] if r["error"]]
+    shown = _shown(result["key_results"])
+    failed = [r for r in shown if r["error"]]
     if failed:
-        lines += [f"### Failed ({len(failed)})", "", "| key result | source | error |", "|---|---|---|"]
+        lines += [f"### Failed ({c['failed']})", "", "| key result | source | error |", "|---|---|---|"]
         lines += [f"| {_cell(r['id'])} | {_cell(r['source'])} | {_cell(r['error'])} |" for r in failed]
         lines.append("")
 
@@ -115,7 +128,11 @@ def summary_markdown(result: dict[str, Any]) -> str:
     if (result.get("alerts") or {}).get("errors"):
         lines += ["Alert delivery problems: " + "; ".join(_cell(e) for e in result["alerts"]["errors"]), ""]
 
-    ok = [r for r in result["key_results"] if not r["error"]]
+    ok = [r for r in shown if not r["error"]]
+    if len(shown) < len(result["key_results"]):
+        lines += [f"{len(result['key_results']) - len(shown):,} more key results not shown here: the "
+                  f"{len(shown):,} needing attention first (failed, off track, at risk); all are in the store "
+                  "(`okr-sync status --all`).", ""]
     if ok:
         lines += ["### Key results", "", "| key result | value | change | progress | expected | status | link |",
                   "|---|---|---|---|---|---|---|"]
@@ -141,10 +158,12 @@ def standing_markdown(result: dict[str, Any]) -> list[str]:
     if risky:
         lines += [f"### At risk or off track ({len(risky)})", "", "| key result | status | progress | expected | link |",
                   "|---|---|---|---|---|"]
-        for r in risky:
+        for r in risky[:ARTIFACT_ROWS]:
             progress = "-" if r["progress"] is None else f"{100 * r['progress']:.0f}%"
             expected = "-" if r["expected"] is None else f"{100 * r['expected']:.0f}%"
             lines.append(f"| {_cell(r['id'])} | {r['status'].replace('_', ' ')} | {progress} | {expected} | {_link(r['link'])} |")
+        if len(risky) > ARTIFACT_ROWS:
+            lines.append(f"\n{len(risky) - ARTIFACT_ROWS:,} more at risk or off track: `okr-sync status` shows them all")
         lines.append("")
     report = result.get("report") or {}
     mine = result.get("config")          # per_config: only this file's report
@@ -164,5 +183,7 @@ def publish(result: dict[str, Any], config_of: Mapping[str, str]) -> None:
         c = part["counts"]
         description = (f"okr-sync {'dry run' if result['dry_run'] else 'run'} {result['run_id']} of {key}: "
                        f"{c['synced']} synced, {c['failed']} failed, {c['written']} check-ins written")
+        if c["key_results"] > ARTIFACT_ROWS:
+            description += f"; the {ARTIFACT_ROWS:,} of {c['key_results']:,} key results needing attention first"
         create_table_artifact(key=f"{TABLE_KEY}-{key}", table=table_rows(part), description=description)
         create_markdown_artifact(key=f"{SUMMARY_KEY}-{key}", markdown=summary_markdown(part), description=description)

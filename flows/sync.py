@@ -38,22 +38,26 @@ def _workers() -> int:
         return DEFAULT_WORKERS
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Prepared:
     plan: Plan
     on_progress: Callable[[int], None] | None
+    result: dict[str, Any] | None = None       # the run summary, handed back beside Prefect
 
 
 _prepared: ContextVar[_Prepared | None] = ContextVar("okr_sync_prepared", default=None)
 
 
 @contextmanager
-def prepared(plan: Plan, on_progress: Callable[[int], None] | None = None) -> Iterator[None]:
+def prepared(plan: Plan, on_progress: Callable[[int], None] | None = None) -> Iterator[_Prepared]:
     """Within this block, `sync_okrs` uses this already-loaded plan and reports progress to
-    `on_progress` (the CLI's progress bar) instead of loading its config files again."""
-    token = _prepared.set(_Prepared(plan, on_progress))
+    `on_progress` (the CLI's progress bar) instead of loading its config files again; it puts the
+    run summary in the yielded holder's `result` and returns Prefect only its counts (Prefect walks
+    a flow's return value, thousands of entries at an organisation's scale)."""
+    holder = _Prepared(plan, on_progress)
+    token = _prepared.set(holder)
     try:
-        yield
+        yield holder
     finally:
         _prepared.reset(token)
 
@@ -66,16 +70,43 @@ def _step(fn: Callable[[], Any]) -> Any:
 
 class PrefectExecutor:
     """The engine's executor under Prefect: each source batch and each step is a task run,
-    named after what it does (`measure jira`, `write-checkins`)."""
+    named after what it does (`measure jira`, `write-checkins`).
+
+    A task returns a small record (what it did, in counts); the engine's data (a batch's outcomes,
+    the store's report) is handed back beside Prefect, which would otherwise walk every entry of it
+    (thousands at an organisation's scale) for futures and states."""
 
     def measure_all(self, batches: list[SourceBatch], measure):
-        futures = {_step.with_options(name=f"measure {b.source.key}").submit(lambda b=b: measure(b)): b
-                   for b in batches}
+        answers: dict[int, dict[str, Any]] = {}
+
+        def run(index: int, batch: SourceBatch) -> dict[str, Any]:
+            outcomes = measure(batch)
+            answers[index] = outcomes
+            return _batch_record(batch, outcomes)
+
+        futures = {_step.with_options(name=f"measure {b.source.key}").submit(lambda i=i, b=b: run(i, b)): i
+                   for i, b in enumerate(batches)}
         for future in as_completed(list(futures)):
-            yield futures[future], future.result()
+            future.result()                 # a task that raised raises here, as before
+            index = futures[future]
+            yield batches[index], answers.pop(index)
 
     def step(self, name: str, fn: Callable[[], Any]) -> Any:
-        return _step.with_options(name=name)(fn)
+        box: dict[str, Any] = {}
+
+        def run() -> str:
+            box["value"] = fn()
+            return name
+
+        _step.with_options(name=name)(run)
+        return box["value"]
+
+
+def _batch_record(batch: SourceBatch, outcomes: dict[str, Any]) -> dict[str, Any]:
+    """What a measuring task returns to Prefect: counts, not the outcomes."""
+    failed = sum(1 for v in outcomes.values() if isinstance(v, Exception))
+    return {"source": batch.source.key, "key_results": len(outcomes), "failed": failed,
+            "calls": sum(getattr(v, "calls", 0) or 0 for v in outcomes.values())}
 
 
 class _ToFlowRun(logging.Handler):
@@ -145,6 +176,9 @@ def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool =
     if result.get("store_error"):   # INFO: the CLI says it in one line itself; the UI's run log shows it too
         get_run_logger().info("nothing measured, the store is unusable: %s", result["store_error"])
     artifacts.publish(result, {kr.id: kr.config_file for kr in plan.key_results})
+    if given is not None:
+        given.result = result
+        return {k: v for k, v in result.items() if k not in ("key_results", "alerts")}
     return result
 
 

@@ -42,6 +42,8 @@ err = Console(stderr=True)
 ConfigArgs = typer.Argument(..., help="config YAML file(s), e.g. config/example.yaml", show_default=False)
 StoreOpt = typer.Option(None, "--store", help=f"SQLAlchemy URL of the OKR store (default: config `store:`, ${STORE_ENV}, {DEFAULT_STORE})")
 JsonOpt = typer.Option(False, "--json", help="print one JSON document instead of tables")
+AllOpt = typer.Option(False, "--all", help=f"show every key result; over {render.SUMMARY_ROWS}, the table shows counts "
+                                           "by status and those needing attention first")
 
 
 def _fail_config(error: ConfigError) -> None:
@@ -96,6 +98,7 @@ def run(configs: List[Path] = ConfigArgs,
                                                help="run as a Prefect flow run (default: when a Prefect API is configured)"),
         take_over: bool = typer.Option(False, "--take-over",
                                        help="move key results another config file defines differently in the store to these files"),
+        show_all: bool = AllOpt,
         verbose: bool = typer.Option(False, "--verbose", "-v", help="show okr-sync's (and Prefect's) own logs")) -> None:
     """Measure every key result and write check-ins to the store.
 
@@ -146,7 +149,7 @@ def run(configs: List[Path] = ConfigArgs,
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:
-        render.run_table(out, result)
+        render.run_table(out, result, show_all=show_all)
         render.publish_lines(out, result.get("publish"), dry_run)
         _alerts_line(result.get("alerts"))
         _report_lines(result.get("report"))
@@ -161,11 +164,12 @@ def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, take_over
     from flows.sync import prepared, sync_okrs
 
     try:
-        with prepared(plan, advance):
+        with prepared(plan, advance) as handed:
             # the flow uses the plan handed over; its parameters (shown in the UI) get the URL masked
-            return sync_okrs(config_paths=[str(c) for c in configs], store=masked_url(store) if store else None,
-                             dry_run=dry_run, only=only or None, as_of=as_of, deadline=deadline,
-                             take_over=take_over)
+            counts = sync_okrs(config_paths=[str(c) for c in configs], store=masked_url(store) if store else None,
+                               dry_run=dry_run, only=only or None, as_of=as_of, deadline=deadline,
+                               take_over=take_over)
+            return handed.result if handed.result is not None else counts
     except (OkrSyncError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - Prefect could not run the flow: say so in one line
@@ -193,7 +197,7 @@ def _log_to_stderr(level: int) -> None:
 
 @app.command()
 def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to the key results of these configs"),
-           store: Optional[str] = StoreOpt, as_json: bool = JsonOpt) -> None:
+           store: Optional[str] = StoreOpt, as_json: bool = JsonOpt, show_all: bool = AllOpt) -> None:
     """Show every key result in the store: last value, progress, status, when last updated."""
     url, ids = _store_url(store), None
     if configs:
@@ -211,7 +215,7 @@ def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to t
     if not states:
         out.print(f"No key results in the store yet ({url}). Run `okr-sync run CONFIG` first.", highlight=False)
         return
-    render.status_table(out, states)
+    render.status_table(out, states, show_all=show_all)
     render.delivery_lines(out, deliveries)
 
 

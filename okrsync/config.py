@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import calendar
 import difflib
+import hashlib
+import json
 import os
 import re
 import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property, lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, Union
@@ -30,6 +33,7 @@ from okrsync.progress import Thresholds
 from okrsync.records import KeyResultRecord, ObjectiveRecord
 from okrsync.redact import register
 from okrsync.refs import no_boolean
+from okrsync.contract import source_identity
 from okrsync.registry import ConnectorUnusable, Registry, default_registry, default_targets
 from okrsync.report import PlannedReport, ReportConfig
 from okrsync.schedule import ScheduleConfig
@@ -284,12 +288,17 @@ class FileConfig(BaseModel):
 
 @dataclass(frozen=True)
 class PlannedSource:
-    key: str                 # unique in the plan: the name, or "file.yaml:name" if names collide
-    name: str
+    """One source of the run. Sources that several files define alike (same type, settings,
+    secret references and deadline: okrsync.contract.source_identity) are one PlannedSource,
+    asked once per run for all of them; `defined_in` lists every (file, name) defining it."""
+
+    key: str                 # unique in the plan: the label of its first definition (see PlannedKeyResult)
+    name: str                # its name in the first file defining it
     type: str
     config: Any              # the connector's validated SourceConfig
-    config_file: str
+    config_file: str         # the first file defining it
     deadline: float = DEFAULT_DEADLINE   # seconds one run may spend measuring this source
+    defined_in: tuple[tuple[str, str], ...] = ()   # (config file, name) of each definition
 
 
 @dataclass(frozen=True)
@@ -321,12 +330,36 @@ class PlannedKeyResult:
     schedule: ScheduleConfig | None = None   # the key result's own `schedule:` (None: the file's)
     stale_after: timedelta | None = None     # its own, else its file's
     publish: tuple[tuple[str, str | None], ...] = ()   # (target name, its id in that target or None)
+    source_name: str = ""    # the source's name in this key result's file
+    source_label: str = ""   # how output and the store name it: source_name, or "file.yaml:name" when files
+                             # define different sources under that name
+
+    @cached_property
+    def definition(self) -> str:
+        """A hash of the definition the store compares between config files (and `serve` too):
+        objective, title, source type and name, baseline, target, unit, period, on_manual, metric;
+        not the source's settings nor thresholds. Computed once per plan."""
+        compared = {"objective_id": self.objective_id, "title": self.title, "baseline": self.baseline,
+                    "target": self.target, "unit": self.unit, "period_start": self.period.start,
+                    "period_end": self.period.end, "on_manual": self.on_manual,
+                    "source": [self.source_type, self.source_name], "metric": self.metric.model_dump(mode="json")}
+        return hashlib.sha256(json.dumps(compared, sort_keys=True, default=str).encode()).hexdigest()
+
+    @cached_property
+    def owner_file(self) -> str:
+        """The config file, absolute: the owner the store keeps."""
+        return _absolute(self.config_file)
 
     def record(self) -> KeyResultRecord:
         return KeyResultRecord(id=self.id, objective_id=self.objective_id, title=self.title,
-                               source=self.source_key, baseline=self.baseline, target=self.target,
+                               source=self.source_label, baseline=self.baseline, target=self.target,
                                unit=self.unit, period_start=self.period.start, period_end=self.period.end,
                                on_manual=self.on_manual)
+
+
+@lru_cache(maxsize=1024)
+def _absolute(path: str) -> str:
+    return str(Path(path).resolve())
 
 
 @dataclass(frozen=True)
@@ -782,6 +815,51 @@ def _register_password(url: str) -> None:
         pass
 
 
+def _shared_sources(loaded: list[tuple[Path, _FileChecker, dict[str, Any]]],
+                    registry: Registry) -> dict[tuple[str, str], tuple[PlannedSource, str]]:
+    """Every (file, source name) -> (the run's source for it, the label output gives it).
+
+    Definitions alike (okrsync.contract.source_identity, and the same deadline) in different files
+    become one PlannedSource, so a query two teams ask goes out once. A label is the source's name,
+    or `file.yaml:name` when files define different sources under one name."""
+    definitions = [(str(path), name, stype, config, deadline)
+                   for path, _, out in loaded for name, (stype, config, deadline) in out["sources"].items()]
+    groups: dict[Any, list[int]] = {}
+    files_in: dict[Any, set[str]] = defaultdict(set)
+    for index, (file, _, stype, config, deadline) in enumerate(definitions):
+        try:
+            alike = (stype, deadline, source_identity(registry.get(stype), config))
+        except Exception:  # noqa: BLE001 - a source that cannot say what it is stays on its own
+            alike = ("unshared", index)
+        # two sources alike in one file stay two, as a file has always had them: each joins the first
+        # group of its kind that holds nothing of its file yet
+        copy = 0
+        while file in files_in[(alike, copy)]:
+            copy += 1
+        files_in[(alike, copy)].add(file)
+        groups.setdefault((alike, copy), []).append(index)
+    group_of = {index: identity for identity, members in groups.items() for index in members}
+    identities_by_name: dict[str, set[Any]] = defaultdict(set)
+    for index, (_, name, *_rest) in enumerate(definitions):
+        identities_by_name[name].add(group_of[index])
+    labels: dict[int, str] = {}
+    taken: dict[str, int] = {}
+    for index, (file, name, *_rest) in enumerate(definitions):
+        label = name if len(identities_by_name[name]) == 1 else f"{Path(file).name}:{name}"
+        if label in taken and group_of[taken[label]] != group_of[index]:
+            label = f"{file}:{name}"     # two files of one name in different folders
+        taken.setdefault(label, index)
+        labels[index] = label
+    shared: dict[tuple[str, str], tuple[PlannedSource, str]] = {}
+    for members in groups.values():
+        file, name, stype, config, deadline = definitions[members[0]]
+        source = PlannedSource(labels[members[0]], name, stype, config, file, deadline,
+                               tuple((definitions[i][0], definitions[i][1]) for i in members))
+        for index in members:
+            shared[(definitions[index][0], definitions[index][1])] = (source, labels[index])
+    return shared
+
+
 def load_plan(paths: list[str | Path], store: str | None = None, registry: Registry | None = None,
               targets: Registry | None = None) -> Plan:
     """Validate config files into a Plan; raise ConfigError with every issue found.
@@ -796,8 +874,7 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
         issues.extend(check.issues)
         loaded.append((Path(p), check, out))
 
-    names = [name for _, _, out in loaded for name in out["sources"]]
-    sources: dict[str, PlannedSource] = {}
+    shared = _shared_sources(loaded, registry)
     key_results: list[PlannedKeyResult] = []
     objectives: list[ObjectiveRecord] = []
     store_urls: dict[str, str] = {}
@@ -811,9 +888,6 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
             reports[str(path)] = PlannedReport(str(path), (path.parent / out["report"].out).resolve(), out["report"].url)
         if out["notify"] is not None:
             notify[str(path)] = out["notify"]
-        for name, (stype, config, deadline) in out["sources"].items():
-            key = name if names.count(name) == 1 else f"{path.name}:{name}"
-            sources[f"{path}\0{name}"] = PlannedSource(key, name, stype, config, str(path), deadline)
         for name, (ttype, config, deadline, needs_id) in out["targets"].items():
             planned = PlannedTarget(name, ttype, config, str(path), needs_id, deadline)
             other = planned_targets.get(name)
@@ -824,10 +898,13 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
             planned_targets.setdefault(name, planned)
         objectives.extend(out["objectives"])
         for kr in out["krs"]:
-            src = sources.get(f"{path}\0{kr.pop('source_name')}")
-            if src is None:
+            name = kr.pop("source_name")
+            found = shared.get((str(path), name))
+            if found is None:
                 continue
-            key_results.append(PlannedKeyResult(source_key=src.key, source_type=src.type, **kr))
+            src, label = found
+            key_results.append(PlannedKeyResult(source_key=src.key, source_type=src.type, source_name=name,
+                                                source_label=label, **kr))
         if out["store"]:
             try:
                 store_urls[str(path)] = _resolve_store(_check_store(_expand_env(out["store"])), path.parent)
@@ -845,7 +922,7 @@ def load_plan(paths: list[str | Path], store: str | None = None, registry: Regis
         raise ConfigError(issues)
     _register_password(store_url)
     return Plan(files=[str(p) for p in paths], store_url=store_url, objectives=objectives,
-                key_results=key_results, sources={s.key: s for s in sources.values()},
+                key_results=key_results, sources={s.key: s for s, _ in shared.values()},
                 schedules=schedules, notify=notify, targets=planned_targets, reports=reports)
 
 # ---------------------------------------------------------------------------- JSON Schema

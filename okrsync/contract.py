@@ -15,6 +15,10 @@ A source connector (a module or any object) provides:
                                                 one batch: every key result of the source in this
                                                 run; identical queries asked once
 
+Optionally, `source_identity(source) -> hashable` says which settings make two sources the same
+source (see `source_identity` below for the default); sources alike are asked once per run,
+however many config files define them.
+
 `run_batch` does the rest once, for every connector: a metric that is not yet the connector's
 Metric is validated (third-party callers may pass dicts), the client is opened and closed, a
 connector that raises fails only its own batch, every request gets exactly one answer in
@@ -25,13 +29,15 @@ Connectors register under the entry-point group `okr_sync.sources` (okrsync.regi
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import traceback
 from dataclasses import replace
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Mapping, Protocol, Sequence, runtime_checkable
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, SecretBytes, SecretStr, ValidationError
 
 from okrsync.errors import OkrSyncError, SourceError
 from okrsync.measure import Measurement, MetricRequest
@@ -125,6 +131,41 @@ def typed_metric(connector: Any, metric: Any) -> Any:
     return metric if isinstance(metric, model) else model.model_validate(metric)
 
 
+def source_identity(connector: Any, source: Any) -> Any:
+    """What makes two sources of one connector the same source, so their key results are one batch
+    (identical queries asked once, one connection) whichever config files define them.
+
+    The connector's own `source_identity(source)` if it has one; else every setting of its
+    SourceConfig: secret references compared as written (`${VAR}`, `{secret: NAME}`), never their
+    values; a secret held in the model itself (SecretStr) by a digest of its value; paths once
+    resolved, so `data/x.csv` from two files in one folder is one file."""
+    own = getattr(connector, "source_identity", None)
+    if callable(own):
+        return own(source)
+    if isinstance(source, BaseModel):
+        return _comparable(source.model_dump(mode="python"))
+    return _comparable(source)
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _comparable(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(v) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return tuple(sorted(repr(_comparable(v)) for v in value))
+    if isinstance(value, (SecretStr, SecretBytes)):
+        raw = value.get_secret_value()
+        return ("secret", hashlib.sha256(raw if isinstance(raw, bytes) else raw.encode()).hexdigest())
+    if isinstance(value, PurePath):
+        return ("path", str(Path(value).resolve()))
+    if isinstance(value, BaseModel):
+        return _comparable(value.model_dump(mode="python"))
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return (type(value).__name__, repr(value))
+
+
 def run_batch(connector: Any, source: Any, requests: Sequence[MetricRequest]) -> dict[str, Outcome]:
     """Measure one source's batch through its connector: one answer per request, in request order."""
     order = [r.kr_id for r in requests]
@@ -205,4 +246,4 @@ def _copy(error: SourceError) -> SourceError:
 
 
 __all__ = ["SourceConnector", "SourceClient", "LocalClient", "ShareLink", "Outcome", "REQUIRED", "contract_problems",
-           "first_problem", "typed_metric", "run_batch", "charge_calls", "with_calls", "with_message"]
+           "first_problem", "typed_metric", "source_identity", "run_batch", "charge_calls", "with_calls", "with_message"]

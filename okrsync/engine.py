@@ -12,8 +12,6 @@ Progress is reported through `Services.on_progress` (key results done), never a 
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import json
 import logging
 import os
 import re
@@ -23,7 +21,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time as dtime, timezone
-from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from okrsync import deadline, delivery
@@ -72,10 +69,14 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class SourceBatch:
-    """Every key result of one source in one run."""
+    """Every key result of one source in one run (from every config file that defines it)."""
 
     source: PlannedSource
     requests: list[MetricRequest]
+    labels: dict[str, str] = field(default_factory=dict)   # kr_id -> the source as its file names it
+
+    def label(self, kr_id: str) -> str:
+        return self.labels.get(kr_id, self.source.key)
 
 
 class Executor(Protocol):
@@ -148,6 +149,7 @@ def selected(plan: Plan, only: Sequence[str] | None) -> list[PlannedKeyResult]:
 def batches_for(plan: Plan, krs: list[PlannedKeyResult], as_of: date) -> tuple[list[SourceBatch], dict[str, str]]:
     """One batch per source, its metrics' placeholders filled in; an error per metric that cannot be."""
     requests: dict[str, list[MetricRequest]] = {}
+    labels: dict[str, dict[str, str]] = {}
     errors: dict[str, str] = {}
     for kr in krs:
         try:
@@ -157,7 +159,8 @@ def batches_for(plan: Plan, krs: list[PlannedKeyResult], as_of: date) -> tuple[l
             continue
         requests.setdefault(kr.source_key, []).append(
             MetricRequest(kr_id=kr.id, metric=metric, period=kr.period, as_of=as_of))
-    return [SourceBatch(plan.sources[key], reqs) for key, reqs in requests.items()], errors
+        labels.setdefault(kr.source_key, {})[kr.id] = kr.source_label or kr.source_key
+    return [SourceBatch(plan.sources[key], reqs, labels[key]) for key, reqs in requests.items()], errors
 
 
 def measure_batch(registry: Registry, batch: SourceBatch, ends_at: float | None = None) -> dict[str, Outcome]:
@@ -176,9 +179,11 @@ def measure_batch(registry: Registry, batch: SourceBatch, ends_at: float | None 
                                f"source {source.key}")
     if answered is None:
         which = "the run's --deadline" if ends_at is not None and seconds < source.deadline else f"`deadline:` ({source.deadline:g} s)"
-        error = SourceError(f"deadline of {seconds:g} s passed while measuring source `{source.key}` (its server answers "
-                            f"too slowly or not at all): check the server, or raise {which}")
-        answered = {r.kr_id: error for r in batch.requests}
+        errors: dict[str, SourceError] = {}     # one per name the files give the source
+        for label in {batch.label(r.kr_id) for r in batch.requests}:
+            errors[label] = SourceError(f"deadline of {seconds:g} s passed while measuring source `{label}` (its server "
+                                        f"answers too slowly or not at all): check the server, or raise {which}")
+        answered = {r.kr_id: errors[batch.label(r.kr_id)] for r in batch.requests}
     outcomes = {kr_id: _scrubbed(outcome) for kr_id, outcome in answered.items()}
     failed = sum(1 for v in outcomes.values() if not isinstance(v, Measurement))
     calls = sum(getattr(v, "calls", 0) or 0 for v in outcomes.values())
@@ -386,13 +391,8 @@ def owned_record(plan: Plan, kr: PlannedKeyResult) -> KeyResultRecord:
     """The key result as the store keeps it: its definition, thresholds and owner (the config file,
     absolute, and line). `definition` hashes what `serve` also compares (objective, title, source type
     and name, baseline, target, unit, period, on_manual, metric), not the source's settings."""
-    record = kr.record()
-    compared = {name: getattr(record, name) for name in
-                ("objective_id", "title", "baseline", "target", "unit", "period_start", "period_end", "on_manual")}
-    compared.update(source=[kr.source_type, plan.sources[kr.source_key].name], metric=kr.metric.model_dump(mode="json"))
-    digest = hashlib.sha256(json.dumps(compared, sort_keys=True, default=str).encode()).hexdigest()
-    return replace(record, at_risk=kr.thresholds.at_risk, off_track=kr.thresholds.off_track,
-                   config_file=str(Path(kr.config_file).resolve()), config_line=kr.line, definition=digest)
+    return replace(kr.record(), at_risk=kr.thresholds.at_risk, off_track=kr.thresholds.off_track,
+                   config_file=kr.owner_file, config_line=kr.line, definition=kr.definition)
 
 
 def check_owners(open_store: Callable[[str], Any], plan: Plan, krs: list[PlannedKeyResult], take_over: bool) -> None:

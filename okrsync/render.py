@@ -13,9 +13,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from okrsync.records import KeyResultState, StoredCheckin
+from okrsync.results import ATTENTION, attention_first, row_kind
 
 STATUS_STYLE = {"on_track": "green", "at_risk": "yellow", "off_track": "red", "done": "bold green"}
 INVALID = "invalid value in the store"   # a check-in row the store could not trust (StoredCheckin.invalid)
+SUMMARY_ROWS = 50        # a table over more key results than this is summarised (`--all`: every row)
+# which rows a summary shows first: failures, off track, at risk (okrsync.results), then no or bad check-ins
+_ATTENTION = {**ATTENTION, "no check-in": len(ATTENTION), INVALID: len(ATTENTION)}
+_COUNT_ORDER = ("failed", "off_track", "at_risk", "on_track", "done")
 
 
 @contextmanager
@@ -67,18 +72,50 @@ def _invalid(c: StoredCheckin) -> str:
     return f"[red]{INVALID}[/red] [dim]({escape(c.invalid or '')})[/dim]"
 
 
-def run_table(console: Console, result: dict[str, Any]) -> None:
-    table = Table(title=f"okr-sync {'dry run (nothing written)' if result['dry_run'] else 'run'} "
-                        f"{result['run_id']} as of {result['as_of'][:16]}", title_justify="left")
+def _counts(kinds: list[str]) -> str:
+    """'5,000 key results: 12 failed, 40 off_track, ...' (the kinds present, worst first)."""
+    tally: dict[str, int] = {}
+    for kind in kinds:
+        tally[kind] = tally.get(kind, 0) + 1
+    ordered = [k for k in _COUNT_ORDER if k in tally] + sorted(k for k in tally if k not in _COUNT_ORDER)
+    return f"{len(kinds):,} key results: " + ", ".join(f"{tally[k]:,} {k}" for k in ordered)
+
+
+def _summarised(console: Console, rows: list[Any], kind: Any, show_all: bool) -> list[Any]:
+    """The rows to show: all of them up to SUMMARY_ROWS (or with `show_all`); else a line of counts
+    by status is printed and the SUMMARY_ROWS most in need of attention are returned (failures, off
+    track, at risk first; the others in their order)."""
+    if show_all or len(rows) <= SUMMARY_ROWS:
+        return rows
+    console.print(_counts([kind(r) for r in rows]), highlight=False)
+    return attention_first(rows, kind, _ATTENTION)[:SUMMARY_ROWS]
+
+
+def _not_shown(console: Console, shown: int, total: int, command: str) -> None:
+    if shown < total:
+        console.print(f"{total - shown:,} more key results not shown: `{command} --all` shows every row, "
+                      "`--json` gives them all", highlight=False)
+
+
+def run_table(console: Console, result: dict[str, Any], show_all: bool = False) -> None:
+    """The run's key results; over SUMMARY_ROWS of them, counts by status and the rows that need
+    attention first (`show_all`: every row)."""
+    title = (f"okr-sync {'dry run (nothing written)' if result['dry_run'] else 'run'} "
+             f"{result['run_id']} as of {result['as_of'][:16]}")
+    rows = _summarised(console, result["key_results"], row_kind, show_all)
+    if len(rows) < len(result["key_results"]):
+        title += f": the {len(rows)} needing attention first"
+    table = Table(title=title, title_justify="left")
     table.add_column("key result", no_wrap=True)
     for col in ("value", "baseline → target", "progress", "expected", "status", "source / error"):
         table.add_column(col, overflow="fold")
-    for r in result["key_results"]:
+    for r in rows:
         detail = f"[red]{escape(r['error'])}[/red]" if r["error"] else _text(r["link"] or r["query"])
         table.add_row(r["id"], _num(r["value"]), f"{_num(r['baseline'])} → {_num(r['target'])}",
                       f"{bar(r['progress'])} {_pct(r['progress'])}", _pct(r["expected"]),
                       _status(r["status"], r["error"]), detail)
     console.print(table)
+    _not_shown(console, len(rows), len(result["key_results"]), "okr-sync run")
     c = result["counts"]
     line = f"{c['synced']} of {c['key_results']} key results synced"
     if not result["dry_run"]:
@@ -109,12 +146,22 @@ def _ago(moment: datetime | None) -> str:
     return "just now"
 
 
-def status_table(console: Console, states: list[KeyResultState]) -> None:
-    table = Table(title="OKR status", title_justify="left")
+def _state_kind(s: KeyResultState) -> str:
+    if s.last is None:
+        return "no check-in"
+    return INVALID if s.last.invalid else s.last.status or "-"
+
+
+def status_table(console: Console, states: list[KeyResultState], show_all: bool = False) -> None:
+    """Every key result with its last check-in; over SUMMARY_ROWS of them, counts by status and the
+    ones that need attention first (`show_all`: every row)."""
+    rows = _summarised(console, states, _state_kind, show_all)
+    title = "OKR status" + (f": the {len(rows)} needing attention first" if len(rows) < len(states) else "")
+    table = Table(title=title, title_justify="left")
     for col in ("objective", "key result", "last value", "baseline → target", "progress", "status", "updated"):
         table.add_column(col, overflow="fold")
     previous = None
-    for s in states:
+    for s in rows:
         last = s.last
         objective = "" if s.objective_id == previous else f"{_text(s.objective_title)} ({_text(s.objective_id)})"
         previous = s.objective_id
@@ -125,6 +172,7 @@ def status_table(console: Console, states: list[KeyResultState]) -> None:
                       _status(last.status if last else None) + (" [dim](manual)[/dim]" if last and last.kind == "manual" else ""),
                       _ago(last.observed_at if last else None))
     console.print(table)
+    _not_shown(console, len(rows), len(states), "okr-sync status")
 
 
 def flow_run_json(run: dict[str, Any]) -> dict[str, Any] | None:

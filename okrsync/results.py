@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from okrsync.config import PlannedKeyResult
 from okrsync.errors import SourceError
 from okrsync.measure import Measurement
 from okrsync.progress import assess
 from okrsync.records import CheckinRecord, WriteReport
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -36,9 +38,24 @@ class KeyResultResult:
     outcome: str | None = None       # written | unchanged | kept_manual | dry_run | None (failed)
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _FIELDS}     # every field is a plain value: no deep copy
         data["observed_at"] = self.observed_at.isoformat() if self.observed_at else None
         return data
+
+
+_FIELDS = tuple(f.name for f in fields(KeyResultResult))
+ATTENTION = {"failed": 0, "off_track": 1, "at_risk": 2}     # what a summary of many key results shows first
+
+
+def row_kind(row: dict[str, Any]) -> str:
+    """`failed`, or the status of a run summary's key-result row."""
+    return "failed" if row["error"] else row["status"] or "-"
+
+
+def attention_first(rows: list[T], kind: Callable[[T], str], rank: dict[str, int] = ATTENTION) -> list[T]:
+    """`rows` with those needing attention first (failed, then off track, then at risk), each kind in
+    its own order."""
+    return [row for _, _, row in sorted((rank.get(kind(row), len(rank)), i, row) for i, row in enumerate(rows))]
 
 
 def assess_all(krs: list[PlannedKeyResult], outcomes: dict[str, Measurement | SourceError | str],
@@ -46,7 +63,7 @@ def assess_all(krs: list[PlannedKeyResult], outcomes: dict[str, Measurement | So
     """Progress, expected progress and status for every measured key result, in plan order."""
     results = []
     for kr in krs:
-        r = KeyResultResult(id=kr.id, objective_id=kr.objective_id, title=kr.title, source=kr.source_key,
+        r = KeyResultResult(id=kr.id, objective_id=kr.objective_id, title=kr.title, source=kr.source_label or kr.source_key,
                             baseline=kr.baseline, target=kr.target, unit=kr.unit)
         got = outcomes.get(kr.id)
         if isinstance(got, Measurement) and not _finite(got.value):
