@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from connectors.sql_store.rows import queued_row, watch_row
+from connectors.sql_store.rows import queued_row, upsert_insert, watch_row
 from connectors.sql_store.schema import WATCH_SCHEMA_KEY, alerts_table, digests_table, utcnow, watch_table
 from okrsync.alerts import Alert, QueuedAlert, Watch
 
@@ -50,7 +49,7 @@ class AlertQueue:
 
         def work(conn: Connection) -> list[QueuedAlert]:
             now = utcnow()
-            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            insert = upsert_insert(self.dialect)
             conn.execute(insert(watch_table).on_conflict_do_nothing(index_elements=[watch_table.c.kr_id]),
                          [{"kr_id": k} for k in ids])
             rows = conn.execute(
@@ -131,7 +130,7 @@ class AlertQueue:
 
         def work(conn: Connection) -> bool:
             now = utcnow()
-            insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            insert = upsert_insert(self.dialect)
             conn.execute(insert(digests_table).on_conflict_do_nothing(
                 index_elements=[digests_table.c.config, digests_table.c.period]),
                 [{"config": config, "period": period, "created_at": now}])

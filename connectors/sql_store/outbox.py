@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection
 
-from connectors.sql_store.rows import readable_checkin_columns, stored
+from connectors.sql_store.rows import chunks, readable_checkin_columns, stored
 from connectors.sql_store.schema import (
     checkins_table,
     key_results_table,
@@ -37,7 +37,7 @@ Targets = Mapping[str, Sequence[tuple[str, str | None]]]   # kr_id -> [(target n
 
 
 class Outbox:
-    """okr_outbox; needs SqlStore's _transaction, _errors, _engine, _latest."""
+    """okr_outbox; needs SqlStore's _transaction, _errors, _engine, _latest_of."""
 
     def _queue(self, conn: Connection, written: Sequence[tuple[int, CheckinRecord]], publish: Targets,
                now: datetime) -> int:
@@ -53,17 +53,18 @@ class Outbox:
                 queued.add((target, record.kr_id))
         kr_ids = sorted(publish)
         known = set()
-        for chunk in _chunks(kr_ids):
+        for chunk in chunks(kr_ids):
             known |= {(r.target, r.kr_id) for r in conn.execute(
                 select(outbox_table.c.target, outbox_table.c.kr_id).distinct().where(outbox_table.c.kr_id.in_(chunk)))}
-        for kr_id in kr_ids:
-            fresh = [(t, e) for t, e in publish[kr_id] if (t, kr_id) not in known and (t, kr_id) not in queued]
-            if not fresh:
-                continue
-            latest = self._latest(conn, kr_id)
+        fresh = {kr_id: [(t, e) for t, e in publish[kr_id] if (t, kr_id) not in known and (t, kr_id) not in queued]
+                 for kr_id in kr_ids}
+        fresh = {kr_id: pairs for kr_id, pairs in fresh.items() if pairs}
+        latest_of = self._latest_of(conn, list(fresh)) if fresh else {}
+        for kr_id, pairs in fresh.items():
+            latest = latest_of.get(kr_id)
             if latest is None or latest.invalid:
                 continue
-            for target, external_id in fresh:
+            for target, external_id in pairs:
                 rows.append(_row(target, kr_id, latest.id, external_id, latest.observed_at, latest.value, now))
         if rows:
             conn.execute(outbox_table.insert(), rows)
@@ -137,7 +138,7 @@ class Outbox:
             return {}
         found: dict[tuple[str, str], tuple[float, datetime]] = {}
         targets = sorted({t for t, _ in pairs})
-        for chunk in _chunks(sorted({k for _, k in pairs})):
+        for chunk in chunks(sorted({k for _, k in pairs})):
             for r in conn.execute(
                 select(outbox_table.c.target, outbox_table.c.kr_id, outbox_table.c.sent_value, outbox_table.c.delivered_at)
                 .where(outbox_table.c.state == "delivered", outbox_table.c.target.in_(targets),
@@ -211,6 +212,3 @@ def _row(target: str, kr_id: str, checkin_id: int, external_id: str | None, obse
             "attempts": 0, "created_at": now, "updated_at": now}
 
 
-def _chunks(items: list[str], size: int = 500) -> Iterable[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]

@@ -28,6 +28,25 @@ def dedupe(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_id[k] for k in sorted(by_id)]
 
 
+def upsert_insert(dialect: str) -> Any:
+    """The dialect's `insert` construct (with on_conflict_do_update). Imported when first needed, so a
+    run on SQLite never loads the PostgreSQL dialect (and its asyncpg module)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+IN_CHUNK = 500          # ids in one IN (...) list: far below any database's limit on bound parameters
+
+
+def chunks(items: list[str], size: int = IN_CHUNK) -> Iterable[list[str]]:
+    """`items` in lists of at most `size`, for IN (...) clauses."""
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
 def checkin_row(record: CheckinRecord, created_at: datetime) -> dict[str, Any]:
     return {
         "kr_id": record.kr_id, "value": float(record.value), "progress": record.progress,

@@ -29,11 +29,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, event, func, inspect, select, text
+from sqlalchemy import Table, event, inspect, select, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, create_engine, make_url
 from sqlalchemy.engine.url import URL
+from sqlalchemy.sql.expression import ColumnElement, Select
 
 from connectors.sql_store import schema
 from connectors.sql_store.alert_queue import AlertQueue
@@ -42,11 +42,13 @@ from connectors.sql_store.outbox import Outbox
 from connectors.sql_store.rows import (
     VERSION_TEXT,
     checkin_row,
+    chunks,
     clip,
     dedupe,
     number,
     readable_checkin_columns,
     stored,
+    upsert_insert,
 )
 from connectors.sql_store.schema import (
     SCHEMA_KEY,
@@ -251,14 +253,39 @@ class SqlStore(AlertQueue, Outbox):
             self._upsert(conn, objectives_table, obj_rows, "id")
             self._upsert(conn, key_results_table, kr_rows, "id")
             on_manual_of = self._lock_key_results(conn, {c.kr_id for c in checkins})
+            # every key result's latest check-in in one read, the new ones in one insert: a run of
+            # thousands of key results costs a few statements, not two per key result
+            latest = self._latest_of(conn, [c.kr_id for c in checkins if c.kind != "manual"])
+            seen: set[str] = set()
+            pending: list[CheckinRecord] = []
             written: list[tuple[int, CheckinRecord]] = []
+
+            def insert_pending() -> None:
+                # the new ids are needed only to queue check-ins for publish targets
+                queued = [r for r in pending if (publish or {}).get(r.kr_id)]
+                if queued:
+                    new_ids = conn.execute(
+                        checkins_table.insert().returning(checkins_table.c.id, sort_by_parameter_order=True),
+                        [checkin_row(record, now) for record in queued]).scalars().all()
+                    written.extend(zip(new_ids, queued))
+                plain = [checkin_row(r, now) for r in pending if not (publish or {}).get(r.kr_id)]
+                if plain:
+                    conn.execute(checkins_table.insert(), plain)
+                pending.clear()
+
             for record in checkins:
-                outcome = self._decide(conn, record, on_manual_of.get(record.kr_id, "keep"))
+                if record.kind == "manual":
+                    outcome = "written"
+                else:
+                    if record.kr_id in seen:      # its second check-in in this run: against what is written now
+                        insert_pending()
+                        latest[record.kr_id] = self._latest(conn, record.kr_id)
+                    outcome = self._decide(record, latest.get(record.kr_id), on_manual_of.get(record.kr_id, "keep"))
+                seen.add(record.kr_id)
                 if outcome == "written":
-                    new_id = conn.execute(checkins_table.insert().values(checkin_row(record, now))
-                                          .returning(checkins_table.c.id)).scalar_one()
-                    written.append((new_id, record))
+                    pending.append(record)
                 getattr(report, outcome).append(record.kr_id)
+            insert_pending()
             report.queued = self._queue(conn, written, publish or {}, now)
             conn.execute(
                 runs_table.insert().values(
@@ -333,24 +360,41 @@ class SqlStore(AlertQueue, Outbox):
     def _lock_key_results(self, conn: Connection, kr_ids: set[str]) -> dict[str, str]:
         """Lock the key results' rows (PostgreSQL; ordered by id against deadlocks) and
         return each known one's on_manual policy."""
-        if not kr_ids:
-            return {}
-        rows = conn.execute(
-            select(key_results_table.c.id, key_results_table.c.on_manual)
-            .where(key_results_table.c.id.in_(sorted(kr_ids)))
-            .order_by(key_results_table.c.id)
-            .with_for_update()
-        )
-        return {r.id: r.on_manual for r in rows}
+        found: dict[str, str] = {}
+        for chunk in chunks(sorted(kr_ids)):      # in id order, chunk after chunk: the locks keep their order
+            rows = conn.execute(
+                select(key_results_table.c.id, key_results_table.c.on_manual)
+                .where(key_results_table.c.id.in_(chunk))
+                .order_by(key_results_table.c.id)
+                .with_for_update()
+            )
+            found.update({r.id: r.on_manual for r in rows})
+        return found
 
-    def _decide(self, conn: Connection, record: CheckinRecord, on_manual: str) -> str:
-        """``written``, ``unchanged`` or ``kept_manual`` for one incoming check-in (okrsync.policy)."""
-        if record.kind == "manual":
-            return "written"
-        latest = self._latest(conn, record.kr_id)
+    @staticmethod
+    def _decide(record: CheckinRecord, latest: StoredCheckin | None, on_manual: str) -> str:
+        """``written``, ``unchanged`` or ``kept_manual`` for one incoming automatic check-in, given its
+        key result's latest check-in (okrsync.policy)."""
         if latest is None or latest.invalid:  # a row the store cannot trust is no previous value
             return "written"
         return policy.decide(record.value, policy.Current(latest.value, manual=latest.kind == "manual"), on_manual)
+
+    def _latest_of(self, conn: Connection, kr_ids: Iterable[str]) -> dict[str, StoredCheckin]:
+        """Each key result's latest check-in, as `_latest` finds it (those with none left out), read in
+        one statement per IN_CHUNK key results."""
+        found: dict[str, StoredCheckin] = {}
+        for chunk in chunks(sorted(set(kr_ids))):
+            query = (select(*readable_checkin_columns())
+                     .select_from(key_results_table.join(
+                         checkins_table, checkins_table.c.id == _latest_id(key_results_table.c.id)))
+                     .where(key_results_table.c.id.in_(chunk)))
+            for row in conn.execute(query):
+                checkin = stored(row._mapping)
+                if checkin.observed_at is None:   # cannot be the latest: see _latest
+                    checkin = self._latest(conn, checkin.kr_id)
+                if checkin is not None:
+                    found[checkin.kr_id] = checkin
+        return found
 
     def _latest(self, conn: Connection, kr_id: str) -> StoredCheckin | None:
         """The key result's latest check-in (by observed_at, then id). A row whose observed_at
@@ -374,30 +418,16 @@ class SqlStore(AlertQueue, Outbox):
 
         With ``kr_ids``, only those; ids not in the store are left out.
         """
-        ranked = select(
-            *readable_checkin_columns(),
-            func.row_number()
-            .over(partition_by=checkins_table.c.kr_id,
-                  order_by=(checkins_table.c.observed_at.desc(), checkins_table.c.id.desc()))
-            .label("rank"),
-        ).subquery()
-        last = select(ranked).where(ranked.c.rank == 1).subquery()
-        query = (
-            select(
-                key_results_table,
-                objectives_table.c.title.label("objective_title"),
-                objectives_table.c.owner,
-                *[c.label(f"last_{c.name}") for c in last.c if c.name != "rank"],
-            )
-            .join(objectives_table, objectives_table.c.id == key_results_table.c.objective_id)
-            .outerjoin(last, last.c.kr_id == key_results_table.c.id)
-            .order_by(key_results_table.c.objective_id, key_results_table.c.id)
-        )
-        if kr_ids is not None:
-            query = query.where(key_results_table.c.id.in_(kr_ids))
+        if kr_ids is None:
+            queries = [_states_query(None)]
+        else:   # the database ranks only these key results' check-ins
+            queries = [_states_query(chunk) for chunk in chunks(sorted(set(kr_ids)))]
         states = []
         with self._errors("read"), self._engine.connect() as conn:
-            for row in conn.execute(query).all():
+            rows = [row for query in queries for row in conn.execute(query).all()]
+            if len(queries) > 1:
+                rows.sort(key=lambda row: (row.objective_id, row.id))
+            for row in rows:
                 m = row._mapping
                 last_row = {c.name: m[f"last_{c.name}"] for c in checkins_table.c}
                 last = stored(last_row) if last_row["id"] is not None else None
@@ -476,7 +506,7 @@ class SqlStore(AlertQueue, Outbox):
         """Insert rows, or update every other column of rows whose key exists."""
         if not rows:
             return
-        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        insert = upsert_insert(self.dialect)
         stmt = insert(table)
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c[key]],
@@ -505,6 +535,31 @@ class SqlStore(AlertQueue, Outbox):
                 + (f"; {hint}" if hint else "")
                 + (" (nothing was written)" if action.startswith(("write", "add")) else "")
             ) from exc
+
+
+def _latest_id(kr_id: ColumnElement[str]) -> ColumnElement[int]:
+    """The id of key result `kr_id`'s latest check-in (observed_at, then id, descending): a correlated
+    subquery the (kr_id, observed_at) index answers with one seek, however many check-ins there are."""
+    newer = checkins_table.alias("newer")
+    return (select(newer.c.id).where(newer.c.kr_id == kr_id)
+            .order_by(newer.c.observed_at.desc(), newer.c.id.desc()).limit(1).scalar_subquery())
+
+
+def _states_query(kr_ids: list[str] | None) -> Select:
+    """Key results (all, or these) with their objective and latest check-in (`last_*` columns),
+    ordered by objective, then id."""
+    query = (
+        select(
+            key_results_table,
+            objectives_table.c.title.label("objective_title"),
+            objectives_table.c.owner,
+            *[c.label(f"last_{c.name}") for c in readable_checkin_columns()],
+        )
+        .join(objectives_table, objectives_table.c.id == key_results_table.c.objective_id)
+        .outerjoin(checkins_table, checkins_table.c.id == _latest_id(key_results_table.c.id))
+        .order_by(key_results_table.c.objective_id, key_results_table.c.id)
+    )
+    return query if kr_ids is None else query.where(key_results_table.c.id.in_(kr_ids))
 
 
 def open_store(url: str) -> SqlStore:
