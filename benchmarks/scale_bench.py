@@ -20,14 +20,17 @@ server counted, peak RSS (ru_maxrss of the client process; Prefect's temporary s
 process of its own), and a phase breakdown taken by wrapping okr-sync's own functions:
 config load, the store check before measuring, measuring (first batch started to last batch
 done), assessment, the store write, the summary, artifacts, the table, and what is left of the
-flow run (Prefect's bookkeeping: task runs, states, results). The floor is distinct queries x
-latency / 4 (requests in flight per service); `vs floor` is wall / (floor + one warm flow run's
-fixed cost, measured in the same process). Own work is wall minus measuring.
+flow run beyond a flow run's fixed cost (Prefect's bookkeeping: task runs, states, results). The
+floor is distinct queries x latency / 4 (requests in flight per service); `vs floor` is wall /
+(floor + one warm flow run's fixed cost, measured in the same process: an empty flow run). Own
+work is wall minus measuring minus that fixed cost: config, store, assessment, summary, artifacts,
+table and Prefect's bookkeeping.
 
 Then, on the same 5,000 key results: `okr-sync validate` of the 5,000 against validate of
 config/example.yaml (each a fresh process, median of 3); `okr-sync status` on a store of 5,000 key
 results x 30 check-ins (150,000; its own work timed in-process: the SQL and the table; and as a
-fresh process); `okr-sync serve --check` over the 50 files (fresh process, median of 3).
+fresh process, also `status CONFIG` and `history KR`); `okr-sync serve --check` over the 50 files
+(fresh process, median of 3).
 
 The last line is machine-readable:
 summary kr=5000 files=50 calls=<n> calls_vs_one_file=<r> wall_vs_floor=<w> own_seconds=<s>
@@ -164,8 +167,8 @@ def client_run(configs: list[str], store: str, prefect: bool, out_file: str) -> 
     phases = dict(timers.seconds)
     engine_s = phases.pop("engine", 0.0)
     flow_s = phases.pop("flow_run", 0.0)
-    if prefect:   # what the flow run spent besides the engine and the artifacts: Prefect's own bookkeeping
-        phases["prefect_bookkeeping"] = max(0.0, flow_s - engine_s - phases.get("artifacts", 0.0))
+    if prefect:   # what the flow run spent besides the engine, the artifacts and a flow run's fixed cost
+        phases["prefect_bookkeeping"] = max(0.0, flow_s - engine_s - phases.get("artifacts", 0.0) - prefect_run)
     return {"wall": wall, "exit_code": code, "prefect_start": prefect_start, "prefect_run": prefect_run,
             "phases": phases, "calls_of": dict(timers.calls), "rss_before_mb": rss_before, "peak_rss_mb": _rss_mb(),
             "values": {r["id"]: r["value"] for r in result.get("key_results", [])},
@@ -272,7 +275,7 @@ def sync_case(name: str, server: Any, work: Any, configs: list[str], store: str,
     got["floor"] = got["distinct"] * latency / IN_FLIGHT
     got["wrong"] = _wrong(got["values"], expected)
     got["should_fail"] = sum(1 for v in expected.values() if v is None)
-    got["own"] = got["wall"] - got["phases"].get("measuring", 0.0)
+    got["own"] = got["wall"] - got["phases"].get("measuring", 0.0) - got["prefect_run"]
     got["vs_floor"] = got["wall"] / (got["floor"] + got["prefect_run"])
     del got["values"]
     return got
@@ -381,10 +384,11 @@ def main() -> None:
         status = _child(["--client-status", status_store, str(tmp / "status.txt")], env)
         status_process = _timed_process(_okr_sync() + ["status", "--store", status_store], env, 3)
         status_config = _timed_process(_okr_sync() + ["status", *one, "--store", status_store], env, 1)
+        history = _timed_process(_okr_sync() + ["history", big.key_results[0].id, "--store", status_store], env, 3)
 
     print()
     print("| key results | files | run | wall s | floor s | Prefect fixed s | vs floor+fixed | API calls | calls/KR "
-          "| own work s | peak RSS MB | wrong values | " + " | ".join(PHASES) + " |")
+          "| own work s | peak RSS MB | wrong values | " + " | ".join(f"{p} s" for p in PHASES) + " |")
     print("|" + "---|" * (13 + len(PHASES)))
     for r in rows:
         print(_row(r))
@@ -394,7 +398,8 @@ def main() -> None:
           f"{med(validate_example):.2f} s; ratio {med(validate_big) / med(validate_example):.2f} (medians of 3 processes)")
     print(f"status on {checkins:,} check-ins ({args.size:,} key results; store filled in {fill_s:.0f} s): own work "
           f"{status['own']:.2f} s (SQL {status['phases'].get('sql', 0):.2f} s, table {status['phases'].get('table', 0):.2f} s); "
-          f"as a process {med(status_process):.2f} s (median of 3); `status CONFIG` {status_config[0]:.2f} s")
+          f"as a process {med(status_process):.2f} s (median of 3); `status CONFIG` {status_config[0]:.2f} s; "
+          f"`history KR` {med(history):.2f} s (median of 3)")
     print(f"serve --check over {args.files} files: {med(serve_check):.2f} s (median of 3 processes)")
     one_file = [r for r in rows if r["name"] == f"{args.size}x1"]
     spread = [r for r in rows if r["name"] == f"{args.size}x{args.files}"]

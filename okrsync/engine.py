@@ -369,8 +369,6 @@ def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], 
     except OkrSyncError as exc:
         return str(exc)
     try:
-        ids = [kr.id for kr in krs]
-        previous = {s.kr_id: s.last.value for s in store.key_results(sorted(ids)) if s.last is not None}
         objective_ids = {kr.objective_id for kr in krs}
         flow_run_id, flow_run_url = services.flow_run or (None, None)
         report = store.write_sync(run_id=run_id, started_at=started_at,
@@ -380,7 +378,7 @@ def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], 
                                   config_files=plan.files, failed=failed,
                                   publish=delivery.queued_targets(plan, krs),
                                   flow_run_id=flow_run_id, flow_run_url=flow_run_url)
-        return report, previous
+        return report, dict(report.previous)
     except OkrSyncError as exc:
         return str(exc)
     finally:
@@ -410,7 +408,7 @@ def owners_in(store: Any, plan: Plan, krs: list[PlannedKeyResult], take_over: bo
     a different definition (identical definitions are fine); with `take_over`, those move to this run's
     files instead. Rows written before owners were kept have none and are never refused."""
     records = owned or {kr.id: owned_record(plan, kr) for kr in krs}
-    stored = {s.kr_id: s for s in store.key_results(sorted(records))}
+    stored = {s.kr_id: s for s in store.key_results(sorted(records), last=False)}
     taken = [(kr, stored[kr.id]) for kr in krs if kr.id in stored and _owned_elsewhere(stored[kr.id], records[kr.id])]
     if take_over and taken:
         store.take_over([records[kr.id] for kr, _ in taken])

@@ -79,6 +79,8 @@ class WriteReport:
     unchanged: list[str] = field(default_factory=list)    # same value as the last automatic check-in
     kept_manual: list[str] = field(default_factory=list)  # a newer manual check-in was kept (on_manual: keep)
     queued: int = 0                                       # outbox rows queued for publish targets
+    previous: dict[str, float | None] = field(default_factory=dict)   # each key result's latest value before
+    #                                        the run (None: its latest check-in is invalid); none: no check-in
 
     def outcomes(self) -> dict[str, str]:
         """What happened to each key result, by id (one pass, however many there are)."""

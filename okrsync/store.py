@@ -38,7 +38,8 @@ class OkrStore(Protocol):
                    failed: int, publish: Mapping[str, Sequence[tuple[str, str | None]]] | None = None,
                    flow_run_id: str | None = None, flow_run_url: str | None = None) -> WriteReport:
         """One run in one transaction, all or nothing: key results upserted, check-ins decided by
-        okrsync.policy, each written check-in queued for its publish targets, the run recorded."""
+        okrsync.policy, each written check-in queued for its publish targets, the run recorded. The
+        report's `previous` holds each key result's latest value before the run."""
 
     def take_over(self, key_results: list[KeyResultRecord]) -> None: ...
 
@@ -47,7 +48,9 @@ class OkrStore(Protocol):
                            expected: float | None = None, status: str | None = None) -> StoredCheckin: ...
 
     # -- reading --
-    def key_results(self, kr_ids: list[str] | None = None) -> list[KeyResultState]: ...
+    def key_results(self, kr_ids: list[str] | None = None, *, last: bool = True) -> list[KeyResultState]:
+        """Key results (all, or these) by objective, then id; with their latest check-in unless `last`
+        is False (then `last` is None: cheaper, for callers that read only the key results' own columns)."""
 
     def history(self, kr_id: str) -> list[StoredCheckin]: ...
 

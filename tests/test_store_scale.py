@@ -114,3 +114,15 @@ def test_the_latest_check_in_skips_one_whose_time_cannot_be_read(tmp_path):
         assert {s.kr_id: s.last.value for s in store.key_results()} == {k.id: 4 for k in krs}
         report = write(store, krs, [checkin(k.id, 4, T0 + timedelta(days=1)) for k in krs], "again")
         assert report.unchanged == [k.id for k in krs]
+
+
+def test_the_report_gives_each_key_results_value_before_the_run(url):
+    with open_store(url) as store:
+        krs = records(4)
+        write(store, krs[:3], [checkin(k.id, 10 + i, T0) for i, k in enumerate(krs[:3])], "seed")
+        later = T0 + timedelta(days=1)
+        # kr 0 measured again, kr 1 failed this run (no check-in), kr 2 measured the same, kr 3 is new
+        report = write(store, krs, [checkin(krs[0].id, 20, later), checkin(krs[2].id, 12, later),
+                                    checkin(krs[3].id, 1, later)], "run")
+        assert report.previous == {krs[0].id: 10, krs[1].id: 11, krs[2].id: 12}
+        assert (report.written, report.unchanged) == ([krs[0].id, krs[3].id], [krs[2].id])

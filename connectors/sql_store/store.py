@@ -255,7 +255,8 @@ class SqlStore(AlertQueue, Outbox):
             on_manual_of = self._lock_key_results(conn, {c.kr_id for c in checkins})
             # every key result's latest check-in in one read, the new ones in one insert: a run of
             # thousands of key results costs a few statements, not two per key result
-            latest = self._latest_of(conn, [c.kr_id for c in checkins if c.kind != "manual"])
+            latest = self._latest_of(conn, [k.id for k in key_results] + [c.kr_id for c in checkins])
+            report.previous = {kr_id: c.value for kr_id, c in latest.items()}
             seen: set[str] = set()
             pending: list[CheckinRecord] = []
             written: list[tuple[int, CheckinRecord]] = []
@@ -413,15 +414,16 @@ class SqlStore(AlertQueue, Outbox):
 
     # -- reads --
 
-    def key_results(self, kr_ids: list[str] | None = None) -> list[KeyResultState]:
-        """Key results ordered by objective, then id, each with its latest check-in.
+    def key_results(self, kr_ids: list[str] | None = None, *, last: bool = True) -> list[KeyResultState]:
+        """Key results ordered by objective, then id, each with its latest check-in (``last=False``:
+        without, `last` None, and no check-in read).
 
         With ``kr_ids``, only those; ids not in the store are left out.
         """
         if kr_ids is None:
-            queries = [_states_query(None)]
-        else:   # the database ranks only these key results' check-ins
-            queries = [_states_query(chunk) for chunk in chunks(sorted(set(kr_ids)))]
+            queries = [_states_query(None, last)]
+        else:   # the database looks at these key results only
+            queries = [_states_query(chunk, last) for chunk in chunks(sorted(set(kr_ids)))]
         states = []
         with self._errors("read"), self._engine.connect() as conn:
             rows = [row for query in queries for row in conn.execute(query).all()]
@@ -429,15 +431,16 @@ class SqlStore(AlertQueue, Outbox):
                 rows.sort(key=lambda row: (row.objective_id, row.id))
             for row in rows:
                 m = row._mapping
-                last_row = {c.name: m[f"last_{c.name}"] for c in checkins_table.c}
-                last = stored(last_row) if last_row["id"] is not None else None
-                if last is not None and last.observed_at is None:  # cannot be the latest: see _latest
-                    last = self._latest(conn, m["id"])
+                checkin = None
+                if last and m["last_id"] is not None:
+                    checkin = stored({c.name: m[f"last_{c.name}"] for c in checkins_table.c})
+                    if checkin.observed_at is None:  # cannot be the latest: see _latest
+                        checkin = self._latest(conn, m["id"])
                 states.append(
                     KeyResultState(
                         objective_id=m["objective_id"], objective_title=m["objective_title"],
                         owner=m["owner"], kr_id=m["id"], title=m["title"], baseline=m["baseline"],
-                        target=m["target"], unit=m["unit"], source=m["source"], last=last,
+                        target=m["target"], unit=m["unit"], source=m["source"], last=checkin,
                         period_start=m["period_start"], period_end=m["period_end"],
                         at_risk=number(m["at_risk"]), off_track=number(m["off_track"]),
                         config_file=m["config_file"], config_line=m["config_line"], definition=m["definition"],
@@ -545,20 +548,21 @@ def _latest_id(kr_id: ColumnElement[str]) -> ColumnElement[int]:
             .order_by(newer.c.observed_at.desc(), newer.c.id.desc()).limit(1).scalar_subquery())
 
 
-def _states_query(kr_ids: list[str] | None) -> Select:
-    """Key results (all, or these) with their objective and latest check-in (`last_*` columns),
-    ordered by objective, then id."""
+def _states_query(kr_ids: list[str] | None, last: bool = True) -> Select:
+    """Key results (all, or these) with their objective and (`last`) latest check-in (`last_*`
+    columns), ordered by objective, then id."""
     query = (
         select(
             key_results_table,
             objectives_table.c.title.label("objective_title"),
             objectives_table.c.owner,
-            *[c.label(f"last_{c.name}") for c in readable_checkin_columns()],
+            *([c.label(f"last_{c.name}") for c in readable_checkin_columns()] if last else []),
         )
         .join(objectives_table, objectives_table.c.id == key_results_table.c.objective_id)
-        .outerjoin(checkins_table, checkins_table.c.id == _latest_id(key_results_table.c.id))
         .order_by(key_results_table.c.objective_id, key_results_table.c.id)
     )
+    if last:
+        query = query.outerjoin(checkins_table, checkins_table.c.id == _latest_id(key_results_table.c.id))
     return query if kr_ids is None else query.where(key_results_table.c.id.in_(kr_ids))
 
 
