@@ -102,3 +102,22 @@ def test_artifacts_of_a_large_run_hold_those_needing_attention_first_and_say_how
     assert f"### Failed ({len(failed)})" in markdown and "**1500 key results**" in markdown
     assert "500 more key results not shown here: the 1,000 needing attention first" in markdown
     assert markdown.count("| kr-") == artifacts.ARTIFACT_ROWS
+
+
+def test_run_and_status_summarise_a_large_config_and_all_shows_every_row(cli, tmp_path):
+    (tmp_path / "scores.csv").write_text("team,score\n" + "".join(f"t{i},{i}\n" for i in range(60)), encoding="utf-8")
+    krs = "".join(f"      - {{id: kr-{i:04d}, title: Score {i}, source: scores, metric: {{cell: B{i + 2}}}, "
+                  f"target: {100 if i % 3 else 1}}}\n" for i in range(60))
+    (tmp_path / "okrs.yaml").write_text("period: {start: 2026-01-01, end: 2026-12-31}\n"
+                                        "sources:\n  scores: {type: spreadsheet, path: scores.csv}\n"
+                                        "objectives:\n  - id: obj\n    title: Scores\n    key_results:\n" + krs,
+                                        encoding="utf-8")
+    summary = cli("run", "okrs.yaml")
+    assert summary.exit_code == 0, summary.output
+    assert "60 key results: " in summary.output and "10 more key results not shown" in summary.output
+    assert len(set(ids_in(summary.output))) == render.SUMMARY_ROWS
+    every = cli("run", "okrs.yaml", "--all")
+    assert len(set(ids_in(every.output))) == 60 and "not shown" not in every.output
+    status = cli("status")
+    assert "10 more key results not shown: `okr-sync status --all`" in status.output
+    assert len(set(ids_in(cli("status", "--all").output))) == 60
