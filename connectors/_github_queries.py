@@ -4,7 +4,10 @@
   out as aliased `search(query: $qN, type: ISSUE) { issueCount }` fields, GRAPHQL_BATCH to a
   request; one search, or a host without GraphQL (404, older GitHub Enterprise), uses REST
   `GET /search/issues?q=...&per_page=1` and reads `total_count`. Both are the real total,
-  unlike PyGithub's `PaginatedList.totalCount`, which stops at 1,000.
+  unlike PyGithub's `PaginatedList.totalCount`, which stops at 1,000. A search whose count keeps
+  evidence (the first N items: repository#number and title) asks for them in the same request:
+  `first: N` and `nodes` beside `issueCount` (one connection resolved once: a GraphQL request
+  still costs 1 point), or REST `per_page=N`.
 - `search_sample`: the matching items themselves, 100 a page (newest first) up to GitHub's
   1,000-result cap, for duration statistics; its first page also gives the total.
 - `find_milestones`: a milestone's open/closed counts, by number (one call) or by title (the
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from connectors import _answers
+from connectors import _answers, _evidence
 from connectors._github_client import PER_PAGE, GitHubClient, GitHubHTTPError
 from okrsync.errors import SourceError
 from okrsync.redact import server_text
@@ -42,6 +45,7 @@ logger = logging.getLogger(__name__)
 class SearchCount:
     total: int
     incomplete: bool = False
+    items: tuple[dict[str, str], ...] | None = None     # the first items as evidence, when asked for
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,38 @@ def statistic(values: list[float], aggregate: str) -> float:
     return stats.quantiles(values, n=10, method="inclusive")[8]
 
 
+def _repository(url: Any) -> str | None:
+    """owner/name from an item's `repository_url` (https://api.github.com/repos/owner/name, or
+    https://HOST/api/v3/repos/owner/name on GitHub Enterprise Server)."""
+    if not isinstance(url, str) or "/repos/" not in url:
+        return None
+    parts = url.split("/repos/", 1)[1].strip("/").split("/")
+    return "/".join(parts[:2]) if len(parts) >= 2 else None
+
+
+def rest_ticket(item: Any) -> dict[str, str] | None:
+    """A REST search item as evidence: {"key": "owner/name#12", "title": ...}."""
+    if not isinstance(item, dict) or not isinstance(item.get("number"), int):
+        return None
+    repo = _repository(item.get("repository_url"))
+    return _evidence.ticket(f"{repo}#{item['number']}" if repo else f"#{item['number']}", item.get("title"))
+
+
+def graphql_ticket(node: Any) -> dict[str, str] | None:
+    """A GraphQL search node (an Issue or a PullRequest) as evidence."""
+    if not isinstance(node, dict) or not isinstance(node.get("number"), int):
+        return None
+    repository = node.get("repository") if isinstance(node.get("repository"), dict) else {}
+    repo = repository.get("nameWithOwner")
+    return _evidence.ticket(f"{repo}#{node['number']}" if isinstance(repo, str) and repo else f"#{node['number']}",
+                            node.get("title"))
+
+
+def _tickets(found: Any, read: Any, n: int) -> tuple[dict[str, str], ...]:
+    items = found if isinstance(found, list) else []
+    return tuple(t for t in map(read, items) if t is not None)[:n]
+
+
 def _search_error(exc: GitHubHTTPError, host: str) -> SourceError:
     if exc.status == 422:
         return SourceError(f"GitHub rejected the search (422: {exc.detail or 'Validation Failed'}): fix `search:`")
@@ -128,14 +164,17 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
 # ---------------------------------------------------------------------------- counts
 
 
-def count_searches(client: GitHubClient, queries: list[str]) -> dict[str, SearchCount | SourceError]:
-    """The total of each distinct search: batched through GraphQL when that saves calls."""
+def count_searches(client: GitHubClient, queries: list[str],
+                   evidence: dict[str, int] | None = None) -> dict[str, SearchCount | SourceError]:
+    """The total of each distinct search (and its first `evidence[query]` items, in the same request):
+    batched through GraphQL when that saves calls."""
     todo = list(dict.fromkeys(queries))
+    evidence = evidence or {}
     out: dict[str, SearchCount | SourceError] = {}
     if len(todo) > 1 and client.graphql_available:
         for chunk in _chunks(todo, GRAPHQL_BATCH):
             try:
-                out.update(_graphql_counts(client, chunk))
+                out.update(_graphql_counts(client, chunk, evidence))
             except GitHubHTTPError as exc:
                 if exc.status not in (404, 410):
                     out.update({q: exc for q in chunk})
@@ -148,23 +187,31 @@ def count_searches(client: GitHubClient, queries: list[str]) -> dict[str, Search
                 out.update({q: exc for q in chunk})
     for query in todo:
         if query not in out:
-            out[query] = _rest_count(client, query)
+            out[query] = _rest_count(client, query, evidence.get(query, 0))
     return out
 
 
-def _count_query(size: int) -> str:
-    params = ", ".join(f"$q{i}: String!" for i in range(size))
-    fields = " ".join(f"q{i}: search(query: $q{i}, type: ISSUE) {{ issueCount }}" for i in range(size))
+_NODE = "number title repository { nameWithOwner }"
+_NODES = f"nodes {{ ... on Issue {{ {_NODE} }} ... on PullRequest {{ {_NODE} }} }}"
+
+
+def _count_query(firsts: list[int]) -> str:
+    """The aliased searches of one request; one with a `first` (evidence) also asks for its nodes."""
+    params = ", ".join(f"$q{i}: String!" for i in range(len(firsts)))
+    fields = " ".join(f"q{i}: search(query: $q{i}, type: ISSUE, first: {n}) {{ issueCount {_NODES} }}" if n else
+                      f"q{i}: search(query: $q{i}, type: ISSUE) {{ issueCount }}" for i, n in enumerate(firsts))
     return f"query OkrSyncCounts({params}) {{ {fields} }}"
 
 
-def _graphql_counts(client: GitHubClient, chunk: list[str]) -> dict[str, SearchCount | SourceError]:
+def _graphql_counts(client: GitHubClient, chunk: list[str],
+                    evidence: dict[str, int] | None = None) -> dict[str, SearchCount | SourceError]:
     """Counts of one chunk in one request; a search GitHub refuses fails alone."""
     out: dict[str, SearchCount | SourceError] = {}
+    evidence = evidence or {}
     pending = list(chunk)
     for _ in range(GRAPHQL_REASKS + 1):
         aliases = {f"q{i}": query for i, query in enumerate(pending)}
-        body = client.graphql(_count_query(len(pending)), dict(aliases))
+        body = client.graphql(_count_query([evidence.get(q, 0) for q in pending]), dict(aliases))
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
         refused: dict[str, str] = {}
         general: list[str] = []
@@ -182,7 +229,11 @@ def _graphql_counts(client: GitHubClient, chunk: list[str]) -> dict[str, SearchC
             if alias in refused:
                 out[query] = SourceError(f"GitHub refused the search ({refused[alias]}): fix `search:`")
             elif isinstance(node, dict) and node.get("issueCount") is not None:
-                out[query] = _counted(node["issueCount"], client.host, "GraphQL `issueCount`")
+                counted = _counted(node["issueCount"], client.host, "GraphQL `issueCount`")
+                n = evidence.get(query, 0)
+                if n and isinstance(counted, SearchCount):
+                    counted = SearchCount(counted.total, counted.incomplete, _tickets(node.get("nodes"), graphql_ticket, n))
+                out[query] = counted
         pending = [q for q in pending if q not in out]
         if not pending:
             return out
@@ -195,9 +246,9 @@ def _graphql_counts(client: GitHubClient, chunk: list[str]) -> dict[str, SearchC
     return {**out, **{q: error for q in pending}}
 
 
-def _rest_count(client: GitHubClient, query: str) -> SearchCount | SourceError:
+def _rest_count(client: GitHubClient, query: str, evidence: int = 0) -> SearchCount | SourceError:
     try:
-        _, data = client.get("/search/issues", {"q": query, "per_page": 1})
+        _, data = client.get("/search/issues", {"q": query, "per_page": max(1, evidence)})
     except GitHubHTTPError as exc:
         return _search_error(exc, client.host)
     except SourceError as exc:
@@ -206,7 +257,10 @@ def _rest_count(client: GitHubClient, query: str) -> SearchCount | SourceError:
     if total is None:
         return SourceError(f"GitHub at {client.host} answered the search without a total_count: check base_url")
     counted = _counted(total, client.host, "`total_count`")
-    return SearchCount(counted.total, bool(data.get("incomplete_results"))) if isinstance(counted, SearchCount) else counted
+    if not isinstance(counted, SearchCount):
+        return counted
+    items = _tickets(data.get("items"), rest_ticket, evidence) if evidence else None
+    return SearchCount(counted.total, bool(data.get("incomplete_results")), items)
 
 
 def _counted(value: Any, host: str, what: str) -> SearchCount | SourceError:

@@ -19,7 +19,7 @@ Endpoints (REST v2 exists on Cloud and Data Center alike):
     GET  /rest/api/2/serverInfo                 Cloud or Data Center ("deploymentType")
     GET  /rest/api/2/field                      field names -> ids
     POST /rest/api/2/search/approximate-count   Cloud count: {"count": N}
-    POST /rest/api/2/search/jql                 Cloud issues: nextPageToken / isLast
+    POST /rest/api/2/search/jql                 Cloud issues: nextPageToken / isLast (and a count's evidence)
     POST /rest/api/2/search                     Data Center: count (maxResults=0 -> total), issues
     GET  /rest/api/2/search                     ... when POST answers 405 (fields comma-separated)
 """
@@ -33,6 +33,7 @@ import requests
 from jira import JIRA, JIRAError
 
 from connectors import _answers, _http
+from connectors._jira_plan import ticket_of
 from okrsync.errors import RetriableSourceError, SourceError
 from okrsync.redact import server_text
 
@@ -314,6 +315,32 @@ class JiraApi:
             raise SourceError(f"Jira answered {path} with {bad} for {what}: not stored; check `url:` ({self.url}) "
                               "and run again") from None
 
+    def count_and_sample(self, jql: str, n: int) -> tuple[int, list[dict[str, str]] | SourceError]:
+        """Issues matching `jql`, and the first `n` of them as evidence ({"key", "title"}), or the
+        SourceError that kept them from being read (the count stands). Data Center: one call, the
+        count's own (`total` is exact whatever maxResults asks); Cloud, whose count endpoint gives a
+        number only: the count, then one enhanced-search page of `n` issues with their summary."""
+        what = f"the JQL {jql!r}"
+        if not self.cloud:
+            body = self._dc_search(what, {"jql": jql, "startAt": 0, "maxResults": n, "fields": ["summary"]})
+            value = body.get("total") if isinstance(body, dict) else None
+            if value is None:
+                raise SourceError(f"Jira answered {SEARCH} without a count: check `url:` ({self.url})")
+            try:
+                total = _answers.count(value)
+            except _answers.BadNumber as bad:
+                raise SourceError(f"Jira answered {SEARCH} with {bad} for {what}: not stored; check `url:` "
+                                  f"({self.url}) and run again") from None
+            return total, _tickets(body, SEARCH, n)
+        total = self.count(jql)
+        path = "/rest/api/2/search/jql"
+        try:
+            body = self._call(what, path, lambda: self._jira._get_json(
+                "search/jql", params={"jql": jql, "fields": ["summary"], "maxResults": n}, use_post=True))
+            return total, _tickets(body, path, n)
+        except SourceError as error:
+            return total, error
+
     def pages(self, jql: str, fields: list[str], expand: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """The issues matching `jql`, a page at a time, with only `fields` (and `expand`, e.g. "editmeta")."""
         return self._cloud_pages(jql, fields, expand) if self.cloud else self._dc_pages(jql, fields, expand)
@@ -374,6 +401,15 @@ class JiraApi:
             return self._call(what, SEARCH, lambda: self._jira._get_json("search", params=query, use_post=True))
         params = {k: ",".join(v) if isinstance(v, list) else v for k, v in query.items()}
         return self._call(what, SEARCH, lambda: self._jira._get_json("search", params=params))
+
+
+def _tickets(body: Any, path: str, n: int) -> list[dict[str, str]] | SourceError:
+    """The first `n` issues of a search answer as evidence; a SourceError if it holds no issue list."""
+    try:
+        issues = _issues_of(body, path)
+    except SourceError as error:
+        return error
+    return [t for t in map(ticket_of, issues) if t is not None][:n]
 
 
 def _issues_of(body: Any, path: str) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 from urllib.parse import quote
 
-from connectors import _answers
+from connectors import _answers, _evidence
 from okrsync.errors import SourceError
 
 DONE_CATEGORY = "done"             # statusCategory.key of every "Done" status, whatever its name
@@ -164,14 +164,25 @@ class FieldTotals:
         self.high = value if self.high is None else max(self.high, value)
 
 
+def ticket_of(issue: Any) -> dict[str, str] | None:
+    """An issue as evidence: {"key": "PAY-12", "title": its summary}; None without a key."""
+    if not isinstance(issue, dict):
+        return None
+    values = issue.get("fields") if isinstance(issue.get("fields"), dict) else {}
+    return _evidence.ticket(issue.get("key"), values.get("summary"))
+
+
 @dataclass
 class ScanTotals:
-    """Everything the key results of one query need from its issues, in constant memory."""
+    """Everything the key results of one query need from its issues, in constant memory (and the
+    first `sample` issues, as evidence, when a count of the same query keeps them)."""
 
     field_ids: tuple[str, ...]
     issues: int = 0
     done: int = 0
     fields: dict[str, FieldTotals] = field(default_factory=dict)
+    sample: int = 0
+    tickets: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.fields = {fid: FieldTotals() for fid in self.field_ids}
@@ -182,6 +193,8 @@ class ScanTotals:
             done = is_done(values)
             self.issues += 1
             self.done += done
+            if len(self.tickets) < self.sample and (found := ticket_of(issue)) is not None:
+                self.tickets.append(found)
             for fid, totals in self.fields.items():
                 number = _number(values.get(fid), fid)
                 if number is not None:

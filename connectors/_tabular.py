@@ -5,7 +5,8 @@ rows however it likes and feeds them to a `SheetPass`, which answers every metri
 batch that uses that sheet at once, in constant memory:
 
     scan = SheetPass(SheetLabel("data/bugs.xlsx", "Bugs"), header_row=1, value_of=...)
-    scan.add("kr-1", metric)                 # a TabularMetric (cell, or column + aggregate)
+    scan.add("kr-1", metric, as_of)          # a TabularMetric (cell, or column + aggregate); as_of
+                                             # matters to a metric with `date_column:` only
     for number, row in enumerate(rows, 1):   # rows: any iterable of cell sequences
         scan.feed(number, row)
         if scan.satisfied:                   # only cell metrics, all of them seen
@@ -14,6 +15,11 @@ batch that uses that sheet at once, in constant memory:
 
 `value_of(cell)` turns a cell object into its value as a person sees it (None, text, number,
 bool or date); the default takes the cell as its own value (rows of strings or values).
+
+A column metric with `date_column:` counts only the rows dated on or before its as-of date (a row
+without a date does not count), so it can be measured as of a past date; `aggregate: last` then
+takes the value of the latest-dated such row (the last one in the sheet among rows of that date).
+Dates are cells holding a date, or text written YYYY-MM-DD (a time after it is ignored).
 """
 from __future__ import annotations
 
@@ -33,11 +39,13 @@ AGGREGATES: tuple[str, ...] = get_args(Aggregate)
 WhereValue = str | bool | int | float | date
 
 CELL_FIX = "put a number in the cell"
+DATE_FIX = "write dates as YYYY-MM-DD (or format the column as dates)"
 COLUMN_FIX = "put a number in the cell, or filter the row out with `where:`"
 ONE_OF = "give either `cell: B7` or `column: <header>` with `aggregate: sum|avg|min|max|count|last`"
 
 _A1 = re.compile(r"\$?([A-Za-z]{1,3})\$?([1-9][0-9]{0,6})")
 _LETTERS = re.compile(r"[A-Za-z]{1,3}")
+_DATE_TEXT = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?:[ T].*)?")
 _MAX_LISTED = 15
 _MAX_NAME = 40              # characters of a header shown in a message: a name, never a file's content
 
@@ -56,8 +64,11 @@ class TabularMetric(BaseModel):
     aggregate: Aggregate | None = Field(None, description="How to reduce the column: sum|avg|min|max|count|last")
     where: dict[str, WhereValue] | None = Field(
         None, description="Row filter: header -> value every counted row must hold (text case-insensitive)")
+    date_column: str | None = Field(
+        None, description="A column of dates (by its header): only rows dated on or before the as-of date count, "
+                          "so the key result can be measured as of a past date and backfilled")
 
-    @field_validator("sheet", "cell", "column", "column_letter", mode="before")
+    @field_validator("sheet", "cell", "column", "column_letter", "date_column", mode="before")
     @classmethod
     def _number_as_text(cls, value: Any) -> Any:
         """YAML reads `sheet: 2026` or `column: 7` as a number; they name a tab or a header all the same."""
@@ -93,6 +104,13 @@ class TabularMetric(BaseModel):
             raise ValueError("column must name a header, e.g. `column: Amount`")
         return value
 
+    @field_validator("date_column")
+    @classmethod
+    def _check_date_column(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("date_column must name the header of a column of dates, e.g. `date_column: week`")
+        return value
+
     @model_validator(mode="after")
     def _one_kind(self) -> TabularMetric:
         given = [f"`{name}:`" for name in ("cell", "column", "column_letter") if getattr(self, name) is not None]
@@ -103,6 +121,9 @@ class TabularMetric(BaseModel):
         if self.cell is not None and (self.aggregate is not None or self.where is not None):
             raise ValueError("`aggregate:` and `where:` only go with `column:`; a `cell:` is read as it is: "
                              "remove them, or " + ONE_OF)
+        if self.cell is not None and self.date_column is not None:
+            raise ValueError("`date_column:` only goes with `column:` (it picks the rows dated on or before the as-of "
+                             "date); a `cell:` holds one value with no date: remove it, or aggregate a column")
         if self.cell is None and self.aggregate is None:
             raise ValueError("a column needs `aggregate: sum|avg|min|max|count|last`")
         return self
@@ -175,6 +196,26 @@ def _as_number(value: Any) -> float | None:
         return parse_number(value, where="")
     except SourceError:
         return None
+
+
+def row_date(value: Any, where: str) -> date | None:
+    """The date a cell holds (a date, or text written YYYY-MM-DD), None if blank; SourceError otherwise."""
+    if is_blank(value):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        match = _DATE_TEXT.fullmatch(value.strip())
+        if match:
+            try:
+                return date(int(match[1]), int(match[2]), int(match[3]))
+            except ValueError:
+                pass
+    shown = display_text(value)
+    shown = shown if len(shown) <= _MAX_NAME else shown[:_MAX_NAME - 1] + "…"
+    raise SourceError(f"{where}: {shown!r} is not a date: {DATE_FIX}")
 
 
 def _plural(count: int, noun: str) -> str:
@@ -285,18 +326,21 @@ class _CellQuery:
 class _ColumnQuery:
     """An aggregate over one column, among the rows that pass the `where:` filter."""
 
-    def __init__(self, metric: TabularMetric, label: SheetLabel, header_row: int):
+    def __init__(self, metric: TabularMetric, label: SheetLabel, header_row: int, as_of: date | None = None):
         self.metric = metric
         self.label = label
         self.header_row = header_row
         self.aggregate: str = metric.aggregate or "sum"
         self.filters = [_Filter(h, v) for h, v in (metric.where or {}).items()]
         self.col = column_index(metric.column_letter) if metric.column_letter else 0
+        self.until = as_of if metric.date_column is not None else None    # rows dated after it do not count
+        self.date_col = 0
         self.headers_seen = False
         self.error: SourceError | None = None
         self.matched = self.count = 0
         self.total = 0.0
         self.low = self.high = self.last = None
+        self.last_date: date | None = None
 
     @property
     def active(self) -> bool:
@@ -311,6 +355,8 @@ class _ColumnQuery:
             return
         if self.metric.column:
             self.col = self._find(self.metric.column, headers, "column")
+        if self.metric.date_column:
+            self.date_col = self._find(self.metric.date_column, headers, "`date_column:`")
         for condition in self.filters:
             condition.index = self._find(condition.header, headers, "`where:` column")
 
@@ -328,6 +374,16 @@ class _ColumnQuery:
     def add_row(self, row: int, cells: Sequence[Any], value_of: Callable[[Any], Any]) -> None:
         for condition in self.filters:
             if not condition.matches(value_of(_cell_at(cells, condition.index))):
+                return
+        when = None
+        if self.date_col:
+            try:
+                when = row_date(value_of(_cell_at(cells, self.date_col)),
+                                self.label.at(f"{column_letter(self.date_col)}{row}"))
+            except SourceError as error:
+                self.error = error
+                return
+            if when is None or (self.until is not None and when > self.until):
                 return
         self.matched += 1
         raw = value_of(_cell_at(cells, self.col))
@@ -350,7 +406,8 @@ class _ColumnQuery:
         self.total += value
         self.low = value if self.low is None or value < self.low else self.low
         self.high = value if self.high is None or value > self.high else self.high
-        self.last = value
+        if when is None or self.last_date is None or when >= self.last_date:
+            self.last, self.last_date = value, when
 
     def finish(self) -> Answer | SourceError:
         if self.error is not None:
@@ -359,14 +416,15 @@ class _ColumnQuery:
             return SourceError(f"{self.label.file}: no header row {self.header_row}{self.label.on_sheet()}: the sheet "
                                "has fewer rows; check `header_row:` on the source")
         query, ref = self._describe()
+        dated = "" if self.until is None else f" dated on or before {self.until}"
         if self.aggregate == "count":
             return Answer(float(self.count), query, ref,
-                          f"{_plural(self.count, 'non-empty cell')} in {_plural(self.matched, 'row')}")
+                          f"{_plural(self.count, 'non-empty cell')} in {_plural(self.matched, 'row')}{dated}")
         if self.count == 0:
             return SourceError(self._nothing_message())
         value = {"sum": self.total, "avg": self.total / self.count, "min": self.low,
                  "max": self.high, "last": self.last}[self.aggregate]
-        return Answer(float(value), query, ref, f"{self.aggregate} of {_plural(self.count, 'value')}")
+        return Answer(float(value), query, ref, f"{self.aggregate} of {_plural(self.count, 'value')}{dated}")
 
     def _describe(self) -> tuple[str, str]:
         letter = column_letter(self.col)
@@ -376,12 +434,17 @@ class _ColumnQuery:
             query += f" in {quote_sheet(self.label.sheet)}"
         if self.filters:
             query += " where " + " and ".join(f"{c.header}={c.text}" for c in self.filters)
+        if self.metric.date_column:
+            query += f" dated by {self.metric.date_column}"
         return query, self.label.ref(f"{letter}:{letter}")
 
     def _nothing_message(self) -> str:
         name = f'"{self.metric.column}"' if self.metric.column else f"column {self.metric.column_letter}"
         asked = f"{self.aggregate}({self.metric.column or self.metric.column_letter})"
         place = f"{self.label.file}{self.label.on_sheet()}"
+        if self.until is not None and self.matched == 0:
+            return (f"{place}: no rows dated on or before {self.until} in `date_column: {self.metric.date_column}`"
+                    f"{' that match `where:`' if self.filters else ''}, so {asked} has no values")
         if self.filters:
             wanted = ", ".join(f"{c.header}={c.text}" for c in self.filters)
             if self.matched == 0:
@@ -415,9 +478,12 @@ class SheetPass:
         """The keys added, in order."""
         return [key for keys in self._keys.values() for key in keys]
 
-    def add(self, key: str, metric: TabularMetric) -> None:
-        """Ask `metric` under `key`; identical metrics share one answer."""
+    def add(self, key: str, metric: TabularMetric, as_of: date | None = None) -> None:
+        """Ask `metric` under `key`, as of `as_of` (a metric with `date_column:` counts only the rows
+        dated on or before it); identical metrics as of the same date share one answer."""
         identity = metric.model_dump_json(exclude={"sheet"})
+        if metric.date_column is not None:
+            identity += f"@{as_of}"
         if identity not in self._queries:
             if metric.cell is not None:
                 cell = _CellQuery(metric, self.label)
@@ -425,7 +491,7 @@ class SheetPass:
                 self._last_cell_row = max(self._last_cell_row, cell.row)
                 self._queries[identity] = cell
             else:
-                column = _ColumnQuery(metric, self.label, self.header_row)
+                column = _ColumnQuery(metric, self.label, self.header_row, as_of)
                 self._columns.append(column)
                 self._queries[identity] = column
         self._keys.setdefault(identity, []).append(key)

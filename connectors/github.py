@@ -10,6 +10,11 @@ A key result's metric is one of:
     {repo: acme/app, milestone: "v2.0", aggregate: percent_done}                # closed share
     {repo: acme/app, aggregate: releases, since: "{period.start}"}              # releases published
 
+A search count keeps the items behind it with each check-in (`evidence: N`, default 50, `false`
+for none), from the same request as the count (GraphQL `nodes` beside `issueCount`, REST
+`per_page=N`). A search that uses `{as_of}` (`closed:<={as_of}`), or releases counted up to the
+as-of date, can be measured as of a past date (`reads_past`).
+
 How it asks (see connectors/_github_queries.py): counts come from the search API's own total
 (never PyGithub's `totalCount`, capped at 1,000); every distinct search of a batch is asked
 once, and two or more counts go out as aliased `search { issueCount }` fields of one GraphQL
@@ -31,6 +36,7 @@ from urllib.parse import quote_plus, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from connectors import _evidence
 from connectors import _github_queries as ask
 from connectors._github_client import DEFAULT_BASE_URL, TIMEOUT_SECONDS, GitHubClient, web_root
 from okrsync.contract import run_batch
@@ -140,6 +146,9 @@ class Metric(BaseModel):
     since: date | str | None = Field(None, description="Releases published on or after this date, e.g. \"{period.start}\"")
     until: date | str | None = Field(None, description="Releases published on or before this date (default: the as-of date)")
     prereleases: bool = Field(True, description="Count prereleases among releases")
+    evidence: _evidence.Setting = Field(None, description=(
+        f"search count: keep up to N matching items (owner/name#number and title) with each check-in "
+        f"(default {_evidence.DEFAULT}, at most {_evidence.MOST}); false: none"))
 
     @field_validator("search", "search_done", "search_total")
     @classmethod
@@ -187,6 +196,8 @@ class Metric(BaseModel):
 
     def _problems(self) -> list[tuple[str, str]]:
         """Which keys go together: one kind of metric, with the aggregate and field it allows."""
+        if self.evidence is not None and not (self.search and (self.aggregate or "count") == "count"):
+            return [("evidence", _evidence.ONLY_COUNTS + " (a `search:` with aggregate count)")]
         kinds = [k for k, given in (("search", self.search), ("search_done", self.search_done or self.search_total),
                                     ("repo", self.repo)) if given]
         if len(kinds) != 1:
@@ -239,6 +250,11 @@ class Metric(BaseModel):
         return []
 
     @property
+    def tickets(self) -> int:
+        """How many matching items its check-ins keep (0: none)."""
+        return _evidence.limit(self.evidence, self.kind == "search_count")
+
+    @property
     def kind(self) -> str:
         """search_count | statistic | ratio | milestone | releases"""
         if self.search:
@@ -256,6 +272,7 @@ class _Answer:
     query: str
     link: str
     note: str | None = None
+    evidence: tuple[dict[str, str], ...] | None = None
 
 
 class _Ledger:
@@ -329,7 +346,7 @@ class _Asker:
                 if m.kind == "statistic":
                     answers[kr_id] = self._statistic(m, samples[m.search or ""])
                 elif m.kind == "search_count":
-                    answers[kr_id] = self._count(m.search or "", counts[m.search or ""])
+                    answers[kr_id] = self._count(m.search or "", counts[m.search or ""], m.tickets)
                 elif m.kind == "ratio":
                     answers[kr_id] = self._ratio(m.search_done or "", m.search_total or "", counts)
                 elif m.kind == "milestone":
@@ -345,7 +362,7 @@ class _Asker:
         for kr_id, got in answers.items():
             results[kr_id] = got if isinstance(got, SourceError) else Measurement(
                 value=got.value, link=got.link, query=got.query, observed_at=observed_at,
-                calls=charged.get(kr_id, 0), note=got.note)
+                calls=charged.get(kr_id, 0), note=got.note, evidence=got.evidence)
         return results
 
     # -- asking
@@ -362,15 +379,21 @@ class _Asker:
                 samples: dict[str, ask.SearchSample | SourceError]) -> dict[str, ask.SearchCount | SourceError]:
         wanted = dict.fromkeys(q for m in metrics.values() if m.kind in ("search_count", "ratio")
                                for q in (m.search, m.search_done, m.search_total) if q)
+        evidence: dict[str, int] = {}
+        for m in metrics.values():
+            if m.tickets and m.search:
+                evidence[m.search] = max(evidence.get(m.search, 0), m.tickets)
         out: dict[str, ask.SearchCount | SourceError] = {}
         for query in wanted:
             sample = samples.get(query)
-            if isinstance(sample, ask.SearchSample):          # its first page already told the total
-                out[query] = ask.SearchCount(sample.total, sample.incomplete)
+            if isinstance(sample, ask.SearchSample):          # its first page already told the total (and the items)
+                items = tuple(t for t in map(ask.rest_ticket, sample.items) if t is not None)[:evidence[query]] \
+                    if evidence.get(query) else None
+                out[query] = ask.SearchCount(sample.total, sample.incomplete, items)
         todo = [q for q in wanted if q not in out]
         if todo:
             with self.ledger.spend({f"search:{q}" for q in todo}):
-                out.update(ask.count_searches(self.client, todo))
+                out.update(ask.count_searches(self.client, todo, evidence))
         return out
 
     def _milestones(self, metrics: dict[str, Metric]) -> dict[tuple[str, Any], ask.Milestone | SourceError]:
@@ -393,11 +416,12 @@ class _Asker:
 
     # -- reading the answers
 
-    def _count(self, query: str, got: ask.SearchCount | SourceError) -> _Answer:
+    def _count(self, query: str, got: ask.SearchCount | SourceError, tickets: int = 0) -> _Answer:
         if isinstance(got, SourceError):
             raise got
         note = ask.INCOMPLETE_NOTE if got.incomplete else None
-        return _Answer(float(got.total), query, self.search_link(query), note)
+        evidence = got.items[:tickets] if tickets and got.items is not None else None
+        return _Answer(float(got.total), query, self.search_link(query), note, evidence)
 
     def _ratio(self, done_q: str, total_q: str, counts: dict[str, ask.SearchCount | SourceError]) -> _Answer:
         done, total = counts[done_q], counts[total_q]
@@ -466,6 +490,14 @@ class _Asker:
         return _Answer(float(len(counted)), f"releases of {m.repo} published {span}", f"{self.web}/{m.repo}/releases", note)
 
 # ---------------------------------------------------------------------------- public
+
+
+def reads_past(metric: Metric) -> bool:
+    """Whether the metric can be measured as of a past date: a search that uses `{as_of}` (e.g.
+    `closed:<={as_of}`), or releases counted up to the as-of date (`until` unset or `{as_of}`)."""
+    if metric.kind == "releases":
+        return metric.until is None or "{as_of}" in str(metric.until)
+    return any("{as_of}" in q for q in (metric.search, metric.search_done, metric.search_total) if q)
 
 
 def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str]:

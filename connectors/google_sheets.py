@@ -21,7 +21,7 @@ import io
 import logging
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -152,12 +152,14 @@ def _from_decimal_comma(value: Any) -> Any:
     return value
 
 
-def _scan(source: SourceConfig, label: SheetLabel, metrics: dict[str, Metric], kr_ids: list[str]) -> SheetPass:
-    """A pass over one tab answering `kr_ids`, reading numbers the way the source says the sheet shows them."""
+def _scan(source: SourceConfig, label: SheetLabel, metrics: dict[str, Metric], kr_ids: list[str],
+          as_of: dict[str, date]) -> SheetPass:
+    """A pass over one tab answering `kr_ids` (each as of its date), reading numbers the way the source says
+    the sheet shows them."""
     scan = SheetPass(label, header_row=source.header_row,
                      value_of=_from_decimal_comma if source.decimal == "comma" else (lambda cell: cell))
     for kr_id in kr_ids:
-        scan.add(kr_id, metrics[kr_id])
+        scan.add(kr_id, metrics[kr_id], as_of.get(kr_id))
     return scan
 
 
@@ -212,7 +214,7 @@ def _range_start(a1_range: str) -> tuple[int, int]:
     return (int(match[2]), column_index(match[1])) if match else (1, 1)
 
 
-def _read_with(api: SheetsApi, source: SourceConfig, metrics: dict[str, Metric]
+def _read_with(api: SheetsApi, source: SourceConfig, metrics: dict[str, Metric], as_of: dict[str, date]
                ) -> tuple[dict[str, Answer | SourceError], dict[str, int | None]]:
     api.authorize()
     sheet = api.spreadsheet()
@@ -236,7 +238,7 @@ def _read_with(api: SheetsApi, source: SourceConfig, metrics: dict[str, Metric]
     ranges = [_range_for(by_gid[gid], [metrics[k] for k in kr_ids]) for gid, kr_ids in groups.items()]
     found = api.values(ranges)
     for (gid, kr_ids), asked, value_range in zip(groups.items(), ranges, found):
-        scan = _scan(source, SheetLabel(name, by_gid[gid].title), metrics, kr_ids)
+        scan = _scan(source, SheetLabel(name, by_gid[gid].title), metrics, kr_ids, as_of)
         first_row, first_col = _range_start(str(value_range.get("range") or asked))
         _feed_rows(scan, value_range.get("values", []), first_row, first_col)
         answers.update(scan.finish())
@@ -254,7 +256,7 @@ def _untabbed(name: str, sheet: str, tabs: dict[str, int]) -> str:
             "tabs by name)")
 
 
-def _public(session: Session, source: SourceConfig, metrics: dict[str, Metric]
+def _public(session: Session, source: SourceConfig, metrics: dict[str, Metric], as_of: dict[str, date]
             ) -> tuple[dict[str, Answer | SourceError], dict[str, int | None]]:
     """Answer every metric with one CSV export per tab used."""
     name = sheet_label(source.spreadsheet_id)
@@ -275,13 +277,13 @@ def _public(session: Session, source: SourceConfig, metrics: dict[str, Metric]
 
     def fetch(gid: int | None) -> str:
         return export_csv(session, source.spreadsheet_id, gid, export_base=source.export_base)
-    answers.update(_export_tabs(fetch, source, metrics, groups, name, title_of))
+    answers.update(_export_tabs(fetch, source, metrics, groups, name, title_of, as_of))
     return answers, gids
 
 
 def _export_tabs(fetch: Callable[[int | None], str], source: SourceConfig, metrics: dict[str, Metric],
-                 groups: dict[int | None, list[str]], name: str, title_of: dict[int, str]
-                 ) -> dict[str, Answer | SourceError]:
+                 groups: dict[int | None, list[str]], name: str, title_of: dict[int, str],
+                 as_of: dict[str, date]) -> dict[str, Answer | SourceError]:
     """Read each tab's CSV export once; a spreadsheet-wide failure stops asking for the other tabs."""
     answers: dict[str, Answer | SourceError] = {}
     failed: SourceError | None = None
@@ -297,7 +299,7 @@ def _export_tabs(fetch: Callable[[int | None], str], source: SourceConfig, metri
         if failed is not None:
             answers.update({kr_id: failed for kr_id in kr_ids})
             continue
-        scan = _scan(source, SheetLabel(name, title_of.get(gid) if gid is not None else None), metrics, kr_ids)
+        scan = _scan(source, SheetLabel(name, title_of.get(gid) if gid is not None else None), metrics, kr_ids, as_of)
         _feed_rows(scan, csv.reader(io.StringIO(text, newline="")))
         answers.update(scan.finish())
     return answers
@@ -337,6 +339,11 @@ def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str]:
     return [_untabbed(name, sheet, tabs) for sheet in wanted if match_sheet(sheet, list(tabs)) is None]
 
 
+def reads_past(metric: Metric) -> bool:
+    """A column with `date_column:` can be measured as of a past date (only rows dated by then count)."""
+    return metric.date_column is not None
+
+
 def connect(source: SourceConfig) -> SheetsClient:
     """The service-account key read now (SourceError naming where it comes from), or a session for the export."""
     counter = CallCounter()
@@ -351,11 +358,12 @@ def answer(client: SheetsClient, source: SourceConfig, requests: Sequence[Metric
            ) -> dict[str, Measurement | SourceError]:
     """One read per spreadsheet (service account) or per tab (public); SourceError if the sheet is out of reach."""
     metrics: dict[str, Metric] = {request.kr_id: request.metric for request in requests}
+    as_of = {request.kr_id: request.as_of for request in requests}
     if client.api is not None:
-        answers, gids = _read_with(client.api, source, metrics)
+        answers, gids = _read_with(client.api, source, metrics, as_of)
     else:
         assert client.session is not None
-        answers, gids = _public(client.session, source, metrics)
+        answers, gids = _public(client.session, source, metrics, as_of)
     logger.debug("google_sheets %s: %d key results, %d HTTP calls", sheet_label(source.spreadsheet_id),
                  len(requests), client.calls)
     observed_at = datetime.now(timezone.utc)

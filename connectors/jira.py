@@ -9,10 +9,19 @@ auth) or `token:` alone (Data Center personal access token, bearer). A key resul
     {jql: ..., aggregate: percent_done, weight: Story Points}    ... of their points
     {jql_done: ..., jql_total: ...}                              100 * count(done) / count(total)
 
+A `count` keeps the tickets behind it with each check-in (`evidence: N`, default 50, `false` for
+none): on Data Center from the count's own call (`search` with maxResults=N and fields=summary,
+whose `total` stays the exact count); on Cloud, whose count endpoint returns a number only, from
+one more call per distinct query (enhanced `search/jql`, maxResults=N, fields=summary); from the
+issues already read when the same condition is read for a sum.
+
+A metric whose JQL uses `{as_of}` (`resolved <= "{as_of}"`, `status WAS "Done" ON "{as_of}"`) can
+be measured as of a past date (`reads_past`), so `--as-of` and `okr-sync backfill` measure it.
+
 What one run costs, per source: 1 serverInfo call (Cloud or Data Center?); 1 field-list call if
 some metric names a field; then 1 call per distinct count (Cloud `search/approximate-count`,
-Data Center `search` with maxResults=0) and 1 call per page of issues for the metrics that
-must read issues (sum/avg/min/max, weighted percent_done). `percent_done` without a weight is
+Data Center `search` with maxResults=0, or N for evidence) and 1 call per page of issues for the
+metrics that must read issues (sum/avg/min/max, weighted percent_done). `percent_done` without a weight is
 two counts, `(jql)` and `(jql) AND statusCategory = Done`. Identical queries (ORDER BY aside)
 are asked once; a count of a query whose issues are read anyway costs nothing more. Up to
 PARALLEL_QUERIES distinct queries are in flight at once, so a run's wall time is about the
@@ -31,6 +40,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connectors import _evidence
 from connectors._jira_client import JiraApi
 from connectors._jira_plan import FieldCatalogue, JiraField, ScanTotals, condition_of, done_jql, navigator_link
 from okrsync import deadline
@@ -135,6 +145,9 @@ class Metric(BaseModel):
     weight: str | None = Field(None, description="percent_done: weigh each issue by this number field, e.g. Story Points")
     jql_done: str | None = Field(None, description="ratio: JQL of the issues done; value = 100 * done / total")
     jql_total: str | None = Field(None, description="ratio: JQL of all the issues")
+    evidence: _evidence.Setting = Field(None, description=(
+        f"count: keep up to N matching issues (key and summary) with each check-in (default {_evidence.DEFAULT}, "
+        f"at most {_evidence.MOST}); false: none"))
 
     @field_validator("jql", "field", "weight", "jql_done", "jql_total")
     @classmethod
@@ -149,7 +162,7 @@ class Metric(BaseModel):
             if self.jql_done is None or self.jql_total is None:
                 given, missing = ("jql_done", "jql_total") if self.jql_done is not None else ("jql_total", "jql_done")
                 raise ValueError(f"`{given}:` needs `{missing}:` too: the value is 100 * done / total")
-            extra = [f"`{n}:`" for n in ("jql", "aggregate", "field", "weight") if getattr(self, n) is not None]
+            extra = [f"`{n}:`" for n in ("jql", "aggregate", "field", "weight", "evidence") if getattr(self, n) is not None]
             if extra:
                 raise ValueError(f"{' and '.join(extra)} do not go with `jql_done:`/`jql_total:`: " + ONE_OF)
             for name in ("jql_done", "jql_total"):
@@ -167,6 +180,8 @@ class Metric(BaseModel):
             raise ValueError(f"`field:` goes with `aggregate: sum|avg|min|max`: {fix}")
         if self.weight is not None and aggregate != "percent_done":
             raise ValueError("`weight:` goes with `aggregate: percent_done`: add it, or remove `weight:`")
+        if self.evidence is not None and aggregate != "count":
+            raise ValueError(_evidence.ONLY_COUNTS)
         return self
 
     @property
@@ -178,6 +193,11 @@ class Metric(BaseModel):
     def field_name(self) -> str | None:
         """The field this metric reads (`field:` or `weight:`), if any."""
         return self.field or self.weight
+
+    @property
+    def tickets(self) -> int:
+        """How many matching issues its check-ins keep (0: none)."""
+        return _evidence.limit(self.evidence, self.kind == "count")
 
 
 def _check_condition(name: str, jql: str) -> None:
@@ -264,6 +284,8 @@ class _Batch:
         self.scans: dict[str, set[str]] = {}                   # condition read issue by issue -> field ids
         self.answers: dict[Key, Any] = {}                      # int, ScanTotals or SourceError
         self.spent: dict[Key, int] = {}                        # calls each query took
+        self.sampled: dict[str, int] = {}                      # condition -> issues its counts keep as evidence
+        self.samples: dict[str, list[dict[str, str]] | SourceError] = {}   # condition -> those issues
 
     def run(self) -> dict[str, Measurement | SourceError]:
         """The batch's results; SourceError if the site cannot be reached at all (e.g. a refused token)."""
@@ -295,6 +317,9 @@ class _Batch:
         for kr_id, keys in self.keys.items():
             if keys[0][0] == "scan":
                 self.scans.setdefault(keys[0][1], set()).add(self.fields[kr_id].id)
+            if self.metrics[kr_id].tickets:
+                where = keys[0][1]
+                self.sampled[where] = max(self.sampled.get(where, 0), self.metrics[kr_id].tickets)
 
     def _served_by(self, key: Key) -> Key:
         """The query that answers `key`: a count of a condition read anyway comes from its issues."""
@@ -329,14 +354,28 @@ class _Batch:
     def _ask(self, key: Key, with_status: bool) -> Any:
         kind, where = key
         if kind == "count":
+            if self.sampled.get(where):
+                total, self.samples[where] = self.api.count_and_sample(where, self.sampled[where])
+                return total
             return self.api.count(where)
         if kind == "done":
             return self.api.count(done_jql(where))
-        totals = ScanTotals(tuple(sorted(self.scans[where])))
-        for page in self.api.pages(where, list(totals.field_ids) + (["status"] if with_status else [])):
+        totals = ScanTotals(tuple(sorted(self.scans[where])), sample=self.sampled.get(where, 0))
+        extra = (["status"] if with_status else []) + (["summary"] if totals.sample else [])
+        for page in self.api.pages(where, list(totals.field_ids) + extra):
             totals.feed(page)
         logger.debug("read %d issues for %r", totals.issues, where)
         return totals
+
+    def _tickets(self, where: str, n: int) -> tuple[tuple[dict[str, str], ...] | None, str | None]:
+        """The evidence of a count of `where` (its first `n` issues) and, if it could not be read, why."""
+        found = self.samples.get(where)
+        scanned = self.answers.get(("scan", where))
+        if found is None and isinstance(scanned, ScanTotals):
+            found = scanned.tickets
+        if isinstance(found, SourceError):
+            return None, f"the tickets behind the count were not read: {found}"
+        return (None, None) if found is None else (tuple(found[:n]), None)
 
     def _get(self, key: Key) -> Any:
         answer = self.answers[self._served_by(key)]
@@ -356,8 +395,9 @@ class _Batch:
                 self.results[kr_id] = error
                 continue
             link = navigator_link(self.url, (metric.jql_total if metric.kind == "ratio" else metric.jql) or "")
+            evidence, note = self._tickets(keys[0][1], metric.tickets) if metric.tickets else (None, None)
             self.results[kr_id] = Measurement(value=value, link=link, query=_describe(metric, field),
-                                              observed_at=observed_at)
+                                              observed_at=observed_at, evidence=evidence, note=note)
 
     def _charge(self) -> dict[str, Measurement | SourceError]:
         """Give each query's calls to the first key result that needs it; what is left (serverInfo,
@@ -379,6 +419,11 @@ class _Batch:
         return self.results
 
 # ---------------------------------------------------------------------------- public
+
+
+def reads_past(metric: Metric) -> bool:
+    """A metric whose JQL uses `{as_of}` can be measured as of a past date."""
+    return any("{as_of}" in q for q in (metric.jql, metric.jql_done, metric.jql_total) if q)
 
 
 def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str]:

@@ -2,7 +2,8 @@
 
 A key result reads one cell (`cell: B7`, optionally `sheet: Survey`) or reduces a column
 (`column: Amount` or `column_letter: C`, `aggregate: sum|avg|min|max|count|last`, optional
-`where: {Team: Payments}`). `measure` reads each (file, sheet) once per batch, row by row in
+`where: {Team: Payments}`, and `date_column: week` to count only the rows dated on or before the
+as-of date, which lets the key result be measured as of a past date and backfilled). `measure` reads each (file, sheet) once per batch, row by row in
 constant memory, answering every key result that uses it in that one pass.
 
 Excel cells are read as the sheet shows them: a number formatted as a percentage (0.45 shown
@@ -19,7 +20,7 @@ import sys
 import zipfile
 from collections import Counter
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -222,8 +223,8 @@ def _feed(scan: SheetPass, rows: Iterable[Sequence[Any]]) -> None:
             break
 
 
-def _measure_csv(source: SourceConfig, metrics: dict[str, Metric],
-                 file: str) -> tuple[dict[str, Answer | SourceError], list[list[str]]]:
+def _measure_csv(source: SourceConfig, metrics: dict[str, Metric], file: str,
+                 as_of: dict[str, date]) -> tuple[dict[str, Answer | SourceError], list[list[str]]]:
     """Answer every metric in one pass over the CSV file."""
     answers: dict[str, Answer | SourceError] = {}
     scan = SheetPass(SheetLabel(file), header_row=source.header_row)
@@ -231,7 +232,7 @@ def _measure_csv(source: SourceConfig, metrics: dict[str, Metric],
         if metric.sheet is not None:
             answers[kr_id] = SourceError(f"{file}: CSV files have no sheets; remove `sheet:`")
         else:
-            scan.add(kr_id, metric)
+            scan.add(kr_id, metric, as_of.get(kr_id))
     if not scan.keys:
         return answers, []
     try:
@@ -246,8 +247,8 @@ def _measure_csv(source: SourceConfig, metrics: dict[str, Metric],
     return answers, [scan.keys]
 
 
-def _measure_xlsx(source: SourceConfig, metrics: dict[str, Metric],
-                  file: str) -> tuple[dict[str, Answer | SourceError], list[list[str]]]:
+def _measure_xlsx(source: SourceConfig, metrics: dict[str, Metric], file: str,
+                  as_of: dict[str, date]) -> tuple[dict[str, Answer | SourceError], list[list[str]]]:
     """Answer every metric with one pass per worksheet used."""
     answers: dict[str, Answer | SourceError] = {}
     passes: list[list[str]] = []
@@ -269,7 +270,7 @@ def _measure_xlsx(source: SourceConfig, metrics: dict[str, Metric],
             scan = SheetPass(SheetLabel(file, title, _FORMULA_HINT), header_row=source.header_row,
                              value_of=_xlsx_value)
             for kr_id in kr_ids:
-                scan.add(kr_id, metrics[kr_id])
+                scan.add(kr_id, metrics[kr_id], as_of.get(kr_id))
             try:
                 worksheet = workbook[title]
                 worksheet.reset_dimensions()      # trust the cells, not a possibly stale <dimension>
@@ -343,6 +344,11 @@ def check(source: SourceConfig, metrics: Sequence[Metric]) -> list[str | tuple[i
             if m.sheet is not None and _sheet_title(m.sheet, titles) is None]
 
 
+def reads_past(metric: Metric) -> bool:
+    """A column with `date_column:` can be measured as of a past date (only rows dated by then count)."""
+    return metric.date_column is not None
+
+
 def connect(source: SourceConfig) -> LocalClient:
     """A missing or unreadable file fails the whole batch at once; `calls` counts passes over it."""
     if problem := _file_problem(source.path):
@@ -355,7 +361,7 @@ def answer(client: LocalClient, source: SourceConfig, requests: Sequence[MetricR
     """Answer every request: one pass per (file, sheet), errors confined to their key results."""
     metrics = {request.kr_id: request.metric for request in requests}
     reader = _measure_csv if _is_csv(source.path) else _measure_xlsx
-    answers, passes = reader(source, metrics, _display_path(source.path))
+    answers, passes = reader(source, metrics, _display_path(source.path), {r.kr_id: r.as_of for r in requests})
     order = [request.kr_id for request in requests]
     charged = {next((k for k in order if k in keys and isinstance(answers.get(k), Answer)), None)
                for keys in map(set, passes)} - {None}

@@ -14,7 +14,7 @@ import logging
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Callable, Iterator
 
 from prefect import flow, get_run_logger, task
@@ -150,7 +150,7 @@ def _logs_to_flow_run() -> Iterator[None]:
 
 @flow(name="sync-okrs", task_runner=ThreadPoolTaskRunner(max_workers=_workers()), log_prints=False)
 def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool = False,
-              only: list[str] | None = None, as_of: datetime | None = None,
+              only: list[str] | None = None, as_of: datetime | date | None = None,
               deadline: float | None = None, take_over: bool = False) -> dict[str, Any]:
     """Sync the key results of one or more config files into the OKR store.
 
@@ -159,7 +159,8 @@ def sync_okrs(config_paths: list[str], store: str | None = None, dry_run: bool =
         store: SQLAlchemy URL overriding the config's `store:` and $OKR_SYNC_STORE.
         dry_run: measure and assess, write nothing.
         only: key result ids to sync (default: all).
-        as_of: measure as of this moment (default: now); fills `{as_of}` in queries.
+        as_of: measure as of this moment, or the end of this day (UTC) (default: now); fills `{as_of}` in
+            queries. A day before today needs metrics that can look back ({as_of}, a spreadsheet date_column).
         deadline: seconds the whole run may spend measuring (each source also has its own).
         take_over: move key results that another config file defines differently to these files.
 

@@ -13,6 +13,8 @@ gives the key result's new watch and the alerts due, each sent once per change:
 - source_failing  measuring the key result failed twice in a row (once per failing streak)
 - stale           no successful measurement for longer than `stale_after` (once per streak)
 - recovered       it measures again after a `source_failing` alert
+- forecast        the end-of-period forecast flips (will_reach -> at_risk, at_risk -> will_miss, ...);
+                  a key result without a forecast (too little history) sets no baseline for it
 
 The first observation of a key result sets its baseline and sends nothing. An observation
 older than the one the watch last saw (a back-dated `--as-of` run) changes nothing.
@@ -29,15 +31,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from okrsync.refs import SecretRef
 from okrsync.schedule import ScheduleConfig
 
-STATUS_CHANGE, TARGET_REACHED, SOURCE_FAILING, STALE, RECOVERED = (
-    "status_change", "target_reached", "source_failing", "stale", "recovered")
-ALERT_KINDS = (STATUS_CHANGE, TARGET_REACHED, SOURCE_FAILING, STALE, RECOVERED)
+STATUS_CHANGE, TARGET_REACHED, SOURCE_FAILING, STALE, RECOVERED, FORECAST = (
+    "status_change", "target_reached", "source_failing", "stale", "recovered", "forecast")
+ALERT_KINDS = (STATUS_CHANGE, TARGET_REACHED, SOURCE_FAILING, STALE, RECOVERED, FORECAST)
 FAILURES_BEFORE_ALERT = 2        # "fails twice in a row"
-AlertKind = Literal["status_change", "target_reached", "source_failing", "stale", "recovered"]
+AlertKind = Literal["status_change", "target_reached", "source_failing", "stale", "recovered", "forecast"]
 
 # Failures first: they are what someone must act on.
-_ORDER = {SOURCE_FAILING: 0, STALE: 1, STATUS_CHANGE: 2, TARGET_REACHED: 3, RECOVERED: 4}
+_ORDER = {SOURCE_FAILING: 0, STALE: 1, STATUS_CHANGE: 2, FORECAST: 3, TARGET_REACHED: 4, RECOVERED: 5}
 _ICON = {SOURCE_FAILING: ":x:", STALE: ":hourglass:", TARGET_REACHED: ":tada:", RECOVERED: ":white_check_mark:"}
+_FORECAST_ICON = {"will_reach": ":chart_with_upwards_trend:", "at_risk": ":warning:",
+                  "will_miss": ":chart_with_downwards_trend:"}
 _STATUS_ICON = {"on_track": ":large_green_circle:", "at_risk": ":large_yellow_circle:",
                 "off_track": ":red_circle:", "done": ":tada:"}
 
@@ -113,6 +117,7 @@ class Watch:
     stale_alerted: bool = False             # a stale alert went out since the last success
     first_seen_at: datetime | None = None
     seen_at: datetime | None = None         # the moment of the last run applied
+    forecast: str | None = None             # the last forecast status (will_reach | at_risk | will_miss)
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,7 @@ class Observation:
     link: str | None = None
     error: str | None = None
     stale_after: timedelta | None = None
+    forecast: dict[str, Any] | None = None  # okrsync.forecast.Forecast.as_json(), None without one
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ class Alert:
     kr_id: str
     kind: str
     message: str
-    status: str | None = None       # the key result's status now, when measured
+    status: str | None = None       # the key result's status now, when measured (a forecast alert: the new forecast)
     links: tuple[tuple[str, str], ...] = ()   # (label, URL), e.g. ("tickets", "https://acme.atlassian.net/issues/?jql=...")
 
 
@@ -166,8 +172,9 @@ def decide(previous: Watch | None, obs: Observation, moment: datetime,
     before = previous or Watch(obs.kr_id, first_seen_at=moment)
     alerts: list[Alert] = []
     if obs.error is None:
+        outlook = (obs.forecast or {}).get("status")
         now = replace(before, status=obs.status, value=obs.value, last_success_at=moment, failure_streak=0,
-                      last_error=None, failing_alerted=False, stale_alerted=False, seen_at=moment)
+                      last_error=None, failing_alerted=False, stale_alerted=False, seen_at=moment, forecast=outlook)
         if before.failing_alerted:
             alerts.append(Alert(obs.kr_id, RECOVERED, _recovered(obs, before), obs.status))
         if previous is not None and before.status is not None and obs.status != before.status:
@@ -175,6 +182,8 @@ def decide(previous: Watch | None, obs: Observation, moment: datetime,
                 alerts.append(Alert(obs.kr_id, TARGET_REACHED, _target_reached(obs), obs.status))
             else:
                 alerts.append(Alert(obs.kr_id, STATUS_CHANGE, _status_change(obs, before.status), obs.status))
+        if previous is not None and before.forecast is not None and outlook is not None and outlook != before.forecast:
+            alerts.append(Alert(obs.kr_id, FORECAST, _forecast_flip(obs, before.forecast), outlook))
     else:
         streak = before.failure_streak + 1
         now = replace(before, failure_streak=streak, last_error=obs.error, seen_at=moment)
@@ -230,6 +239,14 @@ def _stale(obs: Observation, before: Watch, age: timedelta) -> str:
             f"(stale after {format_duration(obs.stale_after or age)}); {last}; latest error: {obs.error}")
 
 
+def _forecast_flip(obs: Observation, old: str) -> str:
+    f = obs.forecast or {}
+    when = f" (the trend reaches it on {f['reaches_target_on']})" if f.get("reaches_target_on") else ""
+    return (f"{_who(obs)}: forecast {old} → {f.get('status')}: {_with_unit(f.get('value'), obs.unit)} expected by "
+            f"{f.get('at')}, range {_num(f.get('low'))}–{_num(f.get('high'))} (target "
+            f"{_with_unit(obs.target, obs.unit)}){when}")
+
+
 def _recovered(obs: Observation, before: Watch) -> str:
     return (f"{_who(obs)}: source `{obs.source}` works again after {before.failure_streak} failed runs; "
             f"now {_with_unit(obs.value, obs.unit)}")
@@ -239,6 +256,8 @@ def icon(alert: Alert) -> str:
     """The emoji a chat shows before the alert."""
     if alert.kind == STATUS_CHANGE:
         return _STATUS_ICON.get(alert.status or "", ":warning:")
+    if alert.kind == FORECAST:
+        return _FORECAST_ICON.get(alert.status or "", ":crystal_ball:")
     return _ICON.get(alert.kind, ":bell:")
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
@@ -90,7 +90,9 @@ def run(configs: List[Path] = ConfigArgs,
         dry_run: bool = typer.Option(False, "--dry-run", help="measure and show, write nothing"),
         only: Optional[List[str]] = typer.Option(None, "--only", help="sync only this key result id (repeatable)"),
         store: Optional[str] = StoreOpt,
-        as_of: Optional[datetime] = typer.Option(None, "--as-of", help="measure as of this date/time (default now)"),
+        as_of: Optional[str] = typer.Option(None, "--as-of", metavar="DATE[THH:MM]",
+                                            help="measure as of this date (its end, UTC) or time (default now); "
+                                                 "a past date needs metrics that can look back ({as_of}, date_column)"),
         as_json: bool = JsonOpt,
         deadline: Optional[float] = typer.Option(None, "--deadline", min=1, max=86400,
                                                  help="seconds the whole run may spend measuring (each source also has its `deadline:`, default 120)"),
@@ -106,6 +108,7 @@ def run(configs: List[Path] = ConfigArgs,
     flow run that shows in the UI; otherwise it runs in this process, without Prefect.
     """
     _log_to_stderr(logging.INFO if verbose else logging.WARNING)
+    moment = _as_of(as_of)
     try:
         plan = load_plan(configs, store)
         if only:
@@ -133,11 +136,11 @@ def run(configs: List[Path] = ConfigArgs,
     with render.progress_bar(err, total, enabled=not as_json) as advance:
         try:
             if use_prefect:
-                result = _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, take_over, advance, verbose)
+                result = _run_as_flow(plan, configs, store, dry_run, only, moment, deadline, take_over, advance, verbose)
             else:
                 from flows.services import local_services
 
-                result = sync(plan, RunOptions(dry_run=dry_run, only=only or None, as_of=as_of, deadline=deadline,
+                result = sync(plan, RunOptions(dry_run=dry_run, only=only or None, as_of=moment, deadline=deadline,
                                                take_over=take_over), local_services(on_progress=advance))
         except ConfigError as e:
             _fail_config(e)
@@ -155,6 +158,19 @@ def run(configs: List[Path] = ConfigArgs,
         _report_lines(result.get("report"))
     undelivered = sum(t.get("failed", 0) for t in (result.get("publish") or {}).values())
     raise typer.Exit(1 if result["counts"]["failed"] or undelivered else 0)
+
+
+def _as_of(text: str | None) -> date | datetime | None:
+    """`--as-of`: a date (measured as of its end, UTC) or a date and time (UTC unless it says); exit 2 otherwise."""
+    if text is None:
+        return None
+    value = text.strip()
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        err.print(f"error: --as-of {text!r} is not a date: write e.g. 2026-11-15 (the end of that day, UTC) or "
+                  "2026-11-15T12:00", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, take_over, advance, verbose) -> dict:
@@ -206,16 +222,25 @@ def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to t
         except ConfigError as e:
             _fail_config(e)
         url, ids = plan.store_url, [kr.id for kr in plan.key_results]
+    from okrsync.forecast import of_state
+
     with _opened_store(url) as s:
         states = s.key_results(ids)
         deliveries = s.delivery_states(list(plan.targets) if configs else None)
+        starts = [st.period_start for st in states if st.period_start is not None]
+        since = datetime.combine(min(starts), datetime.min.time(), tzinfo=timezone.utc) if starts else None
+        points = s.checkin_points([st.kr_id for st in states], since=since) if states else {}
+    moment = datetime.now(timezone.utc)
+    forecasts = {st.kr_id: of_state(st, points.get(st.kr_id, []), moment) for st in states}
     if as_json:
-        print(json.dumps([render.state_json(st) for st in states], indent=2, default=str))
+        print(json.dumps([{**render.state_json(st), "forecast": render.forecast_json(forecasts[st.kr_id][0]),
+                           "forecast_reason": forecasts[st.kr_id][1]} for st in states], indent=2, default=str))
         return
     if not states:
         out.print(f"No key results in the store yet ({url}). Run `okr-sync run CONFIG` first.", highlight=False)
         return
-    render.status_table(out, states, show_all=show_all)
+    render.status_table(out, states, {k: render.forecast_json(f) for k, (f, _) in forecasts.items()},
+                        show_all=show_all)
     render.delivery_lines(out, deliveries)
 
 

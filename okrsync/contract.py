@@ -17,7 +17,13 @@ A source connector (a module or any object) provides:
 
 Optionally, `source_identity(source) -> hashable` says which settings make two sources the same
 source (see `source_identity` below for the default); sources alike are asked once per run,
-however many config files define them.
+however many config files define them. Also optional (without it, every metric reads the present):
+
+    reads_past(metric) -> bool                  whether `metric` (as written, placeholders not yet
+                                                filled in) can be measured as of a past date: its
+                                                query uses `{as_of}`, a spreadsheet names a
+                                                `date_column:`. A past `--as-of` or a backfill
+                                                refuses the key results whose metric cannot.
 
 `run_batch` does the rest once, for every connector: a metric that is not yet the connector's
 Metric is validated (third-party callers may pass dicts), the client is opened and closed, a
@@ -71,6 +77,8 @@ class SourceConnector(Protocol):
 
 
 REQUIRED = ("TYPE", "SourceConfig", "Metric", "check", "connect", "answer")
+OPTIONAL = ("reads_past",)
+READS_THE_PRESENT = "this metric reads the present; add {as_of} to its query or a date_column"
 
 
 def contract_problems(connector: Any) -> list[str]:
@@ -87,6 +95,9 @@ def contract_problems(connector: Any) -> list[str]:
     for name in ("check", "connect", "answer"):
         if not callable(getattr(connector, name)):
             problems.append(f"`{name}` must be callable")
+    for name in OPTIONAL:
+        if hasattr(connector, name) and not callable(getattr(connector, name)):
+            problems.append(f"`{name}` must be callable when given")
     return problems
 
 
@@ -105,6 +116,19 @@ def _share_link(value: str) -> str:
 ShareLink = Annotated[str, AfterValidator(_share_link), Field(description=(
     "where people open this source's data (https://...); check-ins, the report and alerts link there "
     "instead of the file on the runner"))]
+
+
+def reads_past(connector: Any, metric: Any) -> bool:
+    """Whether the connector can measure `metric` (as written) as of a past date; False for a
+    connector without `reads_past`, or whose `reads_past` fails (it cannot say how)."""
+    check = getattr(connector, "reads_past", None)
+    if check is None:
+        return False
+    try:
+        return bool(check(typed_metric(connector, metric)))
+    except Exception:  # noqa: BLE001 - a third-party connector's bug: treat the metric as reading the present
+        logger.debug("the %s connector's reads_past failed:\n%s", connector.TYPE, traceback.format_exc())
+        return False
 
 
 class LocalClient:
@@ -245,5 +269,6 @@ def _copy(error: SourceError) -> SourceError:
     return copy
 
 
-__all__ = ["SourceConnector", "SourceClient", "LocalClient", "ShareLink", "Outcome", "REQUIRED", "contract_problems",
-           "first_problem", "typed_metric", "source_identity", "run_batch", "charge_calls", "with_calls", "with_message"]
+__all__ = ["SourceConnector", "SourceClient", "LocalClient", "ShareLink", "Outcome", "REQUIRED", "OPTIONAL",
+           "READS_THE_PRESENT", "contract_problems", "reads_past", "first_problem", "typed_metric", "source_identity",
+           "run_batch", "charge_calls", "with_calls", "with_message"]

@@ -25,8 +25,10 @@ from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from okrsync import deadline, delivery
 from okrsync.config import Plan, PlannedKeyResult, PlannedSource, render_metric
-from okrsync.contract import Outcome, run_batch, with_message
+from okrsync.contract import READS_THE_PRESENT, Outcome, reads_past, run_batch, with_message
 from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError, SourceError
+from okrsync.forecast import as_json as forecast_json
+from okrsync.forecast import forecast
 from okrsync.measure import Measurement, MetricRequest
 from okrsync.records import KeyResultRecord
 from okrsync.redact import scrub, scrub_data
@@ -124,10 +126,16 @@ class Services:
             self.on_progress(n)
 
 
-def as_of_moment(as_of: date | datetime | None) -> datetime:
+def now() -> datetime:
+    """The current time (UTC) as the engine sees it: a run's start, and "today" for telling a past
+    date. The one hook for a test that runs the engine at a given moment (monkeypatch it)."""
+    return datetime.now(timezone.utc)
+
+
+def as_of_moment(as_of: date | datetime | None, current: datetime | None = None) -> datetime:
     """The moment measured: now, a given time (UTC if naive), or the end of a given day (UTC)."""
     if as_of is None:
-        return datetime.now(timezone.utc)
+        return current or now()
     if isinstance(as_of, datetime):
         return as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
     return datetime.combine(as_of, dtime.max, tzinfo=timezone.utc)
@@ -146,12 +154,35 @@ def selected(plan: Plan, only: Sequence[str] | None) -> list[PlannedKeyResult]:
     return [kr for kr in plan.key_results if kr.id in wanted]
 
 
-def batches_for(plan: Plan, krs: list[PlannedKeyResult], as_of: date) -> tuple[list[SourceBatch], dict[str, str]]:
-    """One batch per source, its metrics' placeholders filled in; an error per metric that cannot be."""
+def is_past(moment: datetime, current: datetime | None = None) -> bool:
+    """Whether `moment` falls on a day before today (UTC): measuring then needs a metric that can
+    look back (okrsync.contract.reads_past)."""
+    return moment.date() < (current or now()).date()
+
+
+def looks_back(registry: Registry, kr: PlannedKeyResult) -> bool:
+    """Whether the key result's metric can be measured as of a past date; True when its connector
+    cannot be loaded (measuring says why)."""
+    try:
+        connector = registry.get(kr.source_type)
+    except (KeyError, ConnectorUnusable):
+        return True
+    return reads_past(connector, kr.metric)
+
+
+def batches_for(plan: Plan, krs: list[PlannedKeyResult], as_of: date,
+                refuse: Callable[[PlannedKeyResult], str | None] | None = None
+                ) -> tuple[list[SourceBatch], dict[str, str]]:
+    """One batch per source, its metrics' placeholders filled in; an error per metric that cannot be,
+    or that `refuse` gives a reason not to measure."""
     requests: dict[str, list[MetricRequest]] = {}
     labels: dict[str, dict[str, str]] = {}
     errors: dict[str, str] = {}
     for kr in krs:
+        reason = refuse(kr) if refuse is not None else None
+        if reason is not None:
+            errors[kr.id] = reason
+            continue
         try:
             metric = render_metric(kr.metric, kr.period, as_of)
         except ValueError as exc:
@@ -228,7 +259,12 @@ def _scrubbed(outcome: Outcome) -> Outcome:
     """An outcome whose texts hold no registered secret (a server may echo a token in an error)."""
     if isinstance(outcome, Measurement):
         texts = {k: getattr(outcome, k) for k in ("link", "query", "note") if getattr(outcome, k)}
-        clean = {k: scrub(v) for k, v in texts.items()}
+        clean: dict[str, Any] = {k: scrub(v) for k, v in texts.items()}
+        if outcome.evidence:
+            evidence = tuple({k: scrub(v) if isinstance(v, str) else v for k, v in item.items()}
+                             for item in outcome.evidence)
+            if evidence != outcome.evidence:
+                clean["evidence"] = evidence
         return outcome if clean == texts else replace(outcome, **clean)
     message = str(outcome)
     clean = scrub(message)
@@ -240,12 +276,19 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     bad `only`, or (before measuring) a key result another config file owns (see check_owners);
     every other failure is reported per key result (or as the store's error)."""
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc)
+    started_at = now()
     run_id = options.run_id or uuid.uuid4().hex[:12]
-    moment = as_of_moment(options.as_of)
+    moment = as_of_moment(options.as_of, started_at)
     krs = selected(plan, options.only)
 
-    batches, unrendered = batches_for(plan, krs, moment.date())
+    # a day before today can only be measured by a metric that says how to look back ({as_of} in its
+    # query, a spreadsheet's date_column). Every check-in of a run is observed at the run's moment:
+    # its as-of (never later than now: nothing is observed in the future), else when it started
+    refuse = None
+    if is_past(moment, started_at):
+        refuse = lambda kr: None if looks_back(services.registry, kr) else READS_THE_PRESENT  # noqa: E731
+    observed_at = min(moment, started_at)
+    batches, unrendered = batches_for(plan, krs, moment.date(), refuse)
     outcomes: dict[str, Outcome | str] = dict(unrendered)
     services.progress(len(unrendered))
     calls = 0
@@ -264,8 +307,8 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
         calls += sum(getattr(m, "calls", 0) or 0 for m in measured.values())
         services.progress(len(batch.requests))
 
-    results = assess_all(krs, outcomes, moment)
-    report, previous = None, {}
+    results = assess_all(krs, outcomes, moment, observed_at)
+    report, previous, points = None, {}, {}
     if not options.dry_run and store_error is None:
         records = checkins(results, run_id)
         failed = sum(1 for r in results if r.error)
@@ -275,14 +318,17 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
             store_error = written
             logger.error("%s", store_error)
         else:
-            report, previous = written
+            report, previous, points = written
     apply_report(results, report, store_error)
     result = scrub_data(summary(run_id, results, as_of=moment, dry_run=options.dry_run,
                                 store=masked_url(plan.store_url), calls=calls, seconds=time.perf_counter() - started))
+    by_id = {kr.id: kr for kr in krs}
     for row in result["key_results"]:
         before = previous.get(row["id"])
         row["previous"] = before
         row["change"] = None if before is None or row["value"] is None else round(row["value"] - before, 9)
+        row["forecast"], row["forecast_reason"] = _forecast_of(by_id[row["id"]], points, moment, options.dry_run,
+                                                               store_error)
     if plan.targets:
         if options.dry_run:
             result["publish"] = delivery.preview(plan, krs, result["key_results"])
@@ -316,6 +362,19 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
     logger.info("run %s: %d key results, %d synced, %d failed, %d written, %d source calls, %.2f s", run_id,
                 c["key_results"], c["synced"], c["failed"], c["written"], calls, result["seconds"])
     return result
+
+
+def _forecast_of(kr: PlannedKeyResult, points: dict[str, list[tuple[datetime, float]]], moment: datetime,
+                 dry_run: bool, store_error: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """A key result's forecast for the run summary (from its check-ins in the store, this run's
+    included), or None and why."""
+    if dry_run:
+        return None, "not computed in a dry run (it reads the key result's history from the store)"
+    if store_error is not None:
+        return None, "the store could not be used"
+    found, reason = forecast(points.get(kr.id, []), baseline=kr.baseline, target=kr.target, period=kr.period,
+                             moment=moment)
+    return forecast_json(found), reason
 
 
 def _publish(plan: Plan, services: Services, run_id: str, kr_ids: list[str]) -> dict[str, Any]:
@@ -360,10 +419,11 @@ def prepare_store(services: Services, plan: Plan, krs: list[PlannedKeyResult], t
 
 def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], records: list, run_id: str,
                    started_at: datetime, failed: int, owned: dict[str, KeyResultRecord] | None = None
-                   ) -> tuple[Any, dict[str, float]] | str:
+                   ) -> tuple[Any, dict[str, float], dict[str, list[tuple[datetime, float]]]] | str:
     """Write the run's check-ins in one transaction. Returns (WriteReport, each key result's latest
-    value before this run), the latter for "change since the previous check-in"; or the store's
-    error (nothing of the run was written)."""
+    value before this run, its check-ins of the period afterwards), the second for "change since the
+    previous check-in", the third for the forecast; or the store's error (nothing of the run was
+    written)."""
     try:
         store = services.open_store(plan.store_url)
     except OkrSyncError as exc:
@@ -378,11 +438,21 @@ def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], 
                                   config_files=plan.files, failed=failed,
                                   publish=delivery.queued_targets(plan, krs),
                                   flow_run_id=flow_run_id, flow_run_url=flow_run_url)
-        return report, dict(report.previous)
+        return report, dict(report.previous), period_points(store, krs)
     except OkrSyncError as exc:
         return str(exc)
     finally:
         store.close()
+
+
+def period_points(store: Any, krs: list[PlannedKeyResult]) -> dict[str, list[tuple[datetime, float]]]:
+    """Each key result's check-ins (observed_at, value) from the earliest period start on: one read.
+    A store without `checkin_points` (another OKR store) gives none, and so no forecasts."""
+    read = getattr(store, "checkin_points", None)
+    if read is None or not krs:
+        return {}
+    since = datetime.combine(min(kr.period.start for kr in krs), dtime.min, tzinfo=timezone.utc)
+    return read([kr.id for kr in krs], since=since)
 
 
 def owned_record(plan: Plan, kr: PlannedKeyResult) -> KeyResultRecord:
@@ -436,5 +506,5 @@ def masked_url(url: str) -> str:
 
 
 __all__ = ["RunOptions", "SourceBatch", "Executor", "LocalExecutor", "Services", "sync", "measure_batch",
-           "batches_for", "selected", "as_of_moment", "max_workers", "masked_url", "write_checkins",
-           "owned_record", "check_owners"]
+           "batches_for", "selected", "now", "as_of_moment", "is_past", "looks_back", "max_workers", "masked_url",
+           "write_checkins", "period_points", "prepare_store", "within_deadline", "owned_record", "check_owners"]

@@ -48,3 +48,7 @@ class Measurement:
     observed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     calls: int = 0                   # API calls / file reads this measurement cost (shared ones counted once)
     note: str | None = None          # e.g. "statistic over the first 1,000 results only"
+    evidence: tuple[dict[str, str], ...] | None = None
+    # the tickets behind a count, from the same answer where the API allows it: up to the metric's
+    # `evidence: N`, each {"key": "PAY-12", "title": "..."} (GitHub: {"key": "acme/app#12", ...});
+    # None when the metric keeps none (not a count, or `evidence: false`)

@@ -43,7 +43,8 @@ def observations(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Observatio
             continue
         found[kr.id] = Observation(kr_id=kr.id, title=kr.title, source=r["source"], target=kr.target,
                                    value=r["value"], status=r["status"], progress=r["progress"], unit=kr.unit,
-                                   link=r["link"], error=r["error"], stale_after=kr.stale_after)
+                                   link=r["link"], error=r["error"], stale_after=kr.stale_after,
+                                   forecast=r.get("forecast"))
     return found
 
 

@@ -5,7 +5,9 @@ check-in, or the value in an OKR tool). `decide` says what to do:
 
 - the current value is a person's (manual) and the key result says `on_manual: keep` (the default):
   keep it (``kept_manual``), whatever the automatic value;
-- the current value equals the automatic one: nothing to write (``unchanged``);
+- the current value equals the automatic one, and so does its status when both have one: nothing to
+  write (``unchanged``); the same value with another status (expected progress moved on, or a
+  back-dated run) is written, so the status shown is the one measured;
 - otherwise: write it (``written``); `on_manual: overwrite` writes over a manual value too.
 
 Whether a value is manual is the caller's knowledge: in the store a check-in of kind ``manual``; in a
@@ -26,23 +28,27 @@ Decision = Literal["written", "unchanged", "kept_manual"]
 
 @dataclass(frozen=True)
 class Current:
-    """The value a key result shows now, and whether a person put it there."""
+    """The value a key result shows now, and whether a person put it there (and its status, when known)."""
 
     value: float
     manual: bool
+    status: str | None = None
 
 
 def same_value(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=VALUE_TOLERANCE, abs_tol=VALUE_TOLERANCE)
 
 
-def decide(new_value: float, current: Current | None, on_manual: str = "keep") -> Decision:
+def decide(new_value: float, current: Current | None, on_manual: str = "keep", new_status: str | None = None) -> Decision:
     """``written``, ``unchanged`` or ``kept_manual`` for one automatic value (see the module docstring)."""
     if current is None:
         return "written"
     if current.manual and on_manual != "overwrite":
         return "kept_manual"
-    return "unchanged" if same_value(current.value, new_value) else "written"
+    if not same_value(current.value, new_value):
+        return "written"
+    moved = new_status is not None and current.status is not None and new_status != current.status
+    return "written" if moved else "unchanged"
 
 
 def in_tool(tool_value: float | None, tool_changed_at: datetime | None, *, last_sent_value: float | None,

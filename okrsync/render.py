@@ -12,10 +12,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from okrsync.forecast import as_json as forecast_json
 from okrsync.records import KeyResultState, StoredCheckin
 from okrsync.results import ATTENTION, attention_first, row_kind
 
 STATUS_STYLE = {"on_track": "green", "at_risk": "yellow", "off_track": "red", "done": "bold green"}
+FORECAST_STYLE = {"will_reach": "green", "at_risk": "yellow", "will_miss": "red"}
 INVALID = "invalid value in the store"   # a check-in row the store could not trust (StoredCheckin.invalid)
 SUMMARY_ROWS = 50        # a table over more key results than this is summarised (`--all`: every row)
 # which rows a summary shows first: failures, off track, at risk (okrsync.results), then no or bad check-ins
@@ -63,6 +65,15 @@ def _status(status: str | None, error: str | None = None) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{escape(status)}[/]"
 
 
+def forecast_cell(found: dict[str, Any] | None) -> str:
+    """`52 (48–55) will_reach`: the projected end-of-period value, its range and status; `-` without one."""
+    if not found:
+        return "-"
+    span = f" ({_num(found['low'])}–{_num(found['high'])})" if found["low"] != found["high"] else ""
+    style = FORECAST_STYLE.get(found["status"], "white")
+    return f"{_num(found['value'])}{span} [{style}]{escape(found['status'])}[/]"
+
+
 def _text(value: str | None) -> str:
     """Text read from the store, shown as is: never taken for rich markup."""
     return escape(value) if value else ""
@@ -107,13 +118,13 @@ def run_table(console: Console, result: dict[str, Any], show_all: bool = False) 
         title += f": the {len(rows)} needing attention first"
     table = Table(title=title, title_justify="left")
     table.add_column("key result", no_wrap=True)
-    for col in ("value", "baseline → target", "progress", "expected", "status", "source / error"):
+    for col in ("value", "baseline → target", "progress", "expected", "status", "forecast", "source / error"):
         table.add_column(col, overflow="fold")
     for r in rows:
         detail = f"[red]{escape(r['error'])}[/red]" if r["error"] else _text(r["link"] or r["query"])
         table.add_row(r["id"], _num(r["value"]), f"{_num(r['baseline'])} → {_num(r['target'])}",
                       f"{bar(r['progress'])} {_pct(r['progress'])}", _pct(r["expected"]),
-                      _status(r["status"], r["error"]), detail)
+                      _status(r["status"], r["error"]), forecast_cell(r.get("forecast")), detail)
     console.print(table)
     _not_shown(console, len(rows), len(result["key_results"]), "okr-sync run")
     c = result["counts"]
@@ -152,13 +163,14 @@ def _state_kind(s: KeyResultState) -> str:
     return INVALID if s.last.invalid else s.last.status or "-"
 
 
-def status_table(console: Console, states: list[KeyResultState], show_all: bool = False) -> None:
-    """Every key result with its last check-in; over SUMMARY_ROWS of them, counts by status and the
-    ones that need attention first (`show_all`: every row)."""
+def status_table(console: Console, states: list[KeyResultState],
+                 forecasts: dict[str, dict[str, Any] | None] | None = None, show_all: bool = False) -> None:
+    """Every key result with its last check-in and its forecast; over SUMMARY_ROWS of them, counts by
+    status and the ones that need attention first (`show_all`: every row)."""
     rows = _summarised(console, states, _state_kind, show_all)
     title = "OKR status" + (f": the {len(rows)} needing attention first" if len(rows) < len(states) else "")
     table = Table(title=title, title_justify="left")
-    for col in ("objective", "key result", "last value", "baseline → target", "progress", "status", "updated"):
+    for col in ("objective", "key result", "last value", "baseline → target", "progress", "status", "forecast", "updated"):
         table.add_column(col, overflow="fold")
     previous = None
     for s in rows:
@@ -170,7 +182,7 @@ def status_table(console: Console, states: list[KeyResultState], show_all: bool 
                       f"{_num(s.baseline)} → {_num(s.target)}",
                       f"{bar(last.progress if last else None)} {_pct(last.progress if last else None)}",
                       _status(last.status if last else None) + (" [dim](manual)[/dim]" if last and last.kind == "manual" else ""),
-                      _ago(last.observed_at if last else None))
+                      forecast_cell((forecasts or {}).get(s.kr_id)), _ago(last.observed_at if last else None))
     console.print(table)
     _not_shown(console, len(rows), len(states), "okr-sync status")
 

@@ -36,10 +36,15 @@ class KeyResultResult:
     note: str | None = None
     error: str | None = None
     outcome: str | None = None       # written | unchanged | kept_manual | dry_run | None (failed)
+    evidence: tuple[dict[str, str], ...] | None = None   # the tickets behind a count (kept with the check-in)
 
     def as_json(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in _FIELDS}     # every field is a plain value: no deep copy
+        """The run summary's row; the evidence stays in the store (`okr-sync history KR --changes`),
+        only how many tickets it lists is shown here."""
+        data = {name: getattr(self, name) for name in _FIELDS}     # the fields are plain values (evidence: popped)
         data["observed_at"] = self.observed_at.isoformat() if self.observed_at else None
+        evidence = data.pop("evidence")
+        data["evidence_count"] = None if evidence is None else len(evidence)
         return data
 
 
@@ -59,8 +64,9 @@ def attention_first(rows: list[T], kind: Callable[[T], str], rank: dict[str, int
 
 
 def assess_all(krs: list[PlannedKeyResult], outcomes: dict[str, Measurement | SourceError | str],
-               as_of: datetime) -> list[KeyResultResult]:
-    """Progress, expected progress and status for every measured key result, in plan order."""
+               as_of: datetime, observed_at: datetime | None = None) -> list[KeyResultResult]:
+    """Progress, expected progress and status for every measured key result, in plan order; each
+    observed at `observed_at` when given (a run as of a given moment), else when its source said."""
     results = []
     for kr in krs:
         r = KeyResultResult(id=kr.id, objective_id=kr.objective_id, title=kr.title, source=kr.source_label or kr.source_key,
@@ -72,7 +78,8 @@ def assess_all(krs: list[PlannedKeyResult], outcomes: dict[str, Measurement | So
         elif isinstance(got, Measurement):
             a = assess(got.value, kr.baseline, kr.target, kr.period, as_of, kr.thresholds)
             r.value, r.progress, r.expected, r.status = got.value, a.progress, a.expected, a.status
-            r.link, r.query, r.observed_at, r.note = got.link, got.query, got.observed_at, got.note
+            r.link, r.query, r.observed_at, r.note = got.link, got.query, observed_at or got.observed_at, got.note
+            r.evidence = got.evidence
         elif got is None:
             r.error = "not measured: the source returned nothing for this key result"
         else:
@@ -88,7 +95,7 @@ def _finite(value: object) -> bool:
 def checkins(results: list[KeyResultResult], run_id: str) -> list[CheckinRecord]:
     return [CheckinRecord(kr_id=r.id, value=r.value, progress=r.progress, expected=r.expected, status=r.status,
                           observed_at=r.observed_at or datetime.now(timezone.utc), source=r.source,
-                          query=r.query, link=r.link, run_id=run_id, note=r.note)
+                          query=r.query, link=r.link, run_id=run_id, note=r.note, evidence=r.evidence)
             for r in results if r.error is None and r.value is not None]
 
 

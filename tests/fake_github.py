@@ -2,7 +2,8 @@
 
 The payload builders follow the examples of docs.github.com (REST "Search issues and pull
 requests", "Get a milestone", "List releases"; GraphQL `search` -> SearchResultItemConnection
-`issueCount`). `FakeGitHub` serves them over real HTTP on 127.0.0.1 (a random port) for the
+`issueCount`, and with `first: N` its `nodes`: Issue / PullRequest with number, title and
+repository { nameWithOwner }). `FakeGitHub` serves them over real HTTP on 127.0.0.1 (a random port) for the
 end-to-end test: REST under /api/v3 and GraphQL at /api/graphql, as GitHub Enterprise Server
 lays them out, with `Link` pagination and a `token` check. It stops itself after LIFETIME
 seconds even if a test forgets to.
@@ -89,9 +90,20 @@ def release(number: int, tag: str, *, published_at: str | None, draft: bool = Fa
     }
 
 
-def graphql_counts(counts: dict[str, int]) -> dict[str, Any]:
-    """A GraphQL answer to aliased `search(...) { issueCount }` fields: {alias: count}."""
-    return {"data": {alias: {"issueCount": n} for alias, n in counts.items()}}
+def graphql_counts(counts: dict[str, int], nodes: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """A GraphQL answer to aliased `search(...) { issueCount }` fields: {alias: count}; an alias in `nodes`
+    (asked with `first: N` and `nodes { ... on Issue {...} ... on PullRequest {...} }`) also gets its nodes."""
+    nodes = nodes or {}
+    return {"data": {alias: {"issueCount": n, **({"nodes": nodes[alias]} if alias in nodes else {})}
+                     for alias, n in counts.items()}}
+
+
+def graphql_node(item: dict[str, Any]) -> dict[str, Any]:
+    """A REST search item as a GraphQL `search` node (SearchResultItem: an Issue or a PullRequest) with the
+    fields okr-sync asks: number, title, repository { nameWithOwner }."""
+    repo = item["repository_url"].split("/repos/", 1)[1]
+    return {"__typename": "PullRequest" if "pull_request" in item else "Issue", "number": item["number"],
+            "title": item["title"], "repository": {"nameWithOwner": repo}}
 
 
 def error_body(message: str, status: int, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -152,7 +164,12 @@ def graphql_parse_error(document: str) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------------------- the server
 
-_ALIAS = re.compile(r"(\w+)\s*:\s*search\(\s*query:\s*\$(\w+)\s*,\s*type:\s*ISSUE\s*\)")
+_ALIAS = re.compile(r"(\w+)\s*:\s*search\(\s*query:\s*\$(\w+)\s*,\s*type:\s*ISSUE\s*(?:,\s*first:\s*(\d+)\s*)?\)")
+
+
+def aliases(document: str) -> list[tuple[str, str, int | None]]:
+    """(alias, variable, first) of each aliased `search(query: $v, type: ISSUE[, first: N])` field."""
+    return [(alias, var, int(first) if first else None) for alias, var, first in _ALIAS.findall(document)]
 
 
 class FakeGitHub:
@@ -212,8 +229,11 @@ class FakeGitHub:
             if broken is not None:
                 return self._send(http, 200, broken)
             variables = body.get("variables") or {}
-            counts = {alias: self.total(variables[var]) for alias, var in _ALIAS.findall(body.get("query", ""))}
-            return self._send(http, 200, graphql_counts(counts))
+            found = aliases(body.get("query", ""))
+            counts = {alias: self.total(variables[var]) for alias, var, _ in found}
+            nodes = {alias: [graphql_node(i) for i in self.searches.get(variables[var], [])[:first]]
+                     for alias, var, first in found if first}
+            return self._send(http, 200, graphql_counts(counts, nodes))
         if method == "GET" and parts.path == "/api/v3/search/issues":
             q = query.get("q", [""])[0]
             return self._paginate(http, parts.path, query, self.searches.get(q, []), total=self.total(q), search=True)

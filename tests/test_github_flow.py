@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from datetime import datetime, timezone
 
 import pytest
 
@@ -14,7 +13,6 @@ from connectors.sql_store import open_store
 from fake_github import FakeGitHub, issue_item, milestone, release
 from flows.sync import sync_okrs
 
-AS_OF = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 TOKEN_ENV = "OKR_E2E_GITHUB_TOKEN"
 CANARY = "ghp_E2ECANARY5f4e3d2c1b0a9f8e7d6c5b4a39281706"
 PERF = "repo:acme/checkout is:pr is:merged label:perf merged:>=2026-10-01"
@@ -100,9 +98,9 @@ def test_github_and_spreadsheet_key_results_sync_end_to_end(prefect_harness, tmp
     with fake_github() as server:
         config = tmp_path / "okrs.yaml"
         config.write_text(CONFIG.replace("BASE_URL", server.base_url), encoding="utf-8")
-        first = sync_okrs(config_paths=[str(config)], store=store_url, as_of=AS_OF)
+        first = sync_okrs(config_paths=[str(config)], store=store_url)
         github_calls = len(server.requests)
-        second = sync_okrs(config_paths=[str(config)], store=store_url, as_of=AS_OF)
+        second = sync_okrs(config_paths=[str(config)], store=store_url)
 
     rows = {r["id"]: r for r in first["key_results"]}
     assert first["counts"]["failed"] == 0, [r["error"] for r in first["key_results"]]
@@ -128,6 +126,10 @@ def test_github_and_spreadsheet_key_results_sync_end_to_end(prefect_harness, tmp
         last = {s.kr_id: s.last for s in store.key_results()}
         assert last["v2-done"].link == f"{web}/acme/checkout/milestone/7" and last["v2-done"].value == 75
         assert last["time-to-merge"].note == "median over 3 merged pull requests"
+        # the items behind a count come in the same GraphQL request (nodes beside issueCount)
+        assert list(last["no-security-issues"].evidence) == [{"key": "acme/checkout#7", "title": "Item 7"},
+                                                             {"key": "acme/checkout#8", "title": "Item 8"}]
+        assert last["perf-prs"].evidence == () and last["triage"].evidence is None   # none served; a ratio keeps none
     finally:
         store.close()
     shown = json.dumps(first, default=str) + json.dumps(second, default=str) + caplog.text
@@ -140,7 +142,7 @@ def test_a_rejected_token_fails_only_the_github_key_results(prefect_harness, tmp
     with fake_github() as server:
         config = tmp_path / "okrs.yaml"
         config.write_text(CONFIG.replace("BASE_URL", server.base_url), encoding="utf-8")
-        result = sync_okrs(config_paths=[str(config)], store=f"sqlite:///{tmp_path / 'okr.db'}", as_of=AS_OF)
+        result = sync_okrs(config_paths=[str(config)], store=f"sqlite:///{tmp_path / 'okr.db'}")
         asked = len(server.requests)
     rows = {r["id"]: r for r in result["key_results"]}
     assert rows["checkout-nps"]["error"] is None and rows["checkout-nps"]["outcome"] == "written"

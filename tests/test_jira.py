@@ -66,6 +66,10 @@ def dc_source(**extra: Any) -> SourceConfig:
 
 
 def req(kr_id: str, **metric: Any) -> MetricRequest:
+    """A request; a count keeps no evidence unless the test asks (the evidence tests below do), so the
+    mocks of the counting tests stay the count's own requests."""
+    if "jql" in metric and metric.get("aggregate", "count") == "count":
+        metric.setdefault("evidence", False)
     return MetricRequest(kr_id=kr_id, metric=Metric(**metric), period=PERIOD, as_of=date(2026, 11, 20))
 
 
@@ -572,7 +576,15 @@ def test_scan_totals_keep_running_figures_only():
     points = totals.fields[STORY_POINTS]
     assert (totals.issues, totals.done, points.n, points.total, points.done_total, points.low, points.high) == (
         5, 1, 2, 6.5, 2, 2, 4.5)
-    assert set(vars(totals)) == {"field_ids", "issues", "done", "fields"}        # no issue is kept
+    assert set(vars(totals)) == {"field_ids", "issues", "done", "fields", "sample", "tickets"}
+    assert totals.tickets == []                                                   # no issue is kept
+
+
+def test_scan_totals_keep_at_most_the_sample_as_evidence():
+    totals = ScanTotals((STORY_POINTS,), sample=2)
+    totals.feed([issue(n, {STORY_POINTS: 1, "summary": f"Story {n}"}) for n in range(1, 6)])
+    assert totals.issues == 5 and totals.tickets == [{"key": "PAY-1", "title": "Story 1"},
+                                                     {"key": "PAY-2", "title": "Story 2"}]
 
 
 def test_invalid_metric_in_a_request_is_that_key_results_error(cloud: Site):

@@ -6,7 +6,6 @@ import base64
 import json
 import logging
 import math
-from datetime import datetime, timezone
 from urllib.parse import quote
 
 import pytest
@@ -17,7 +16,6 @@ from flows.sync import sync_okrs
 
 CANARY = "canary-e2e-T0ken-41d7-never-shown"
 EMAIL = "okr-bot@example.com"
-AS_OF = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 Q4 = ("2026-10-01", "2026-12-31")
 P1_OPEN = "project = PAY AND type = Bug AND priority = P1 AND statusCategory != Done"
 EPIC = "parent = PAY-100"
@@ -119,11 +117,14 @@ def pages(n: int, size: int) -> int:
 
 
 def expected_jira_calls(fake: FakeJira, cloud: bool) -> int:
-    """serverInfo + field list + 1 call per distinct count + 1 per page of each query read."""
+    """serverInfo + field list + 1 call per distinct count + 1 per page of each query read; on Cloud, + 1
+    for the evidence of the one count that keeps some (P1_OPEN: Data Center gets it with the count, and
+    epic-size's tickets come from the epic's pages)."""
     size = 100 if cloud else fake.dc_max_results
     reads = [EPIC, DELIVERED, OPEN_STORIES]                        # epic-size / epic-done come from the epic's pages
     counts = [P1_OPEN, BUGS_FIXED, BUGS, "project = PAY", "(project = PAY) AND statusCategory = Done", "projct = PAY"]
-    return 2 + len(counts) + sum(pages(len(fake.matching(q)), size) for q in reads) + 1   # + the queued 429
+    evidence = 1 if cloud else 0
+    return 2 + len(counts) + evidence + sum(pages(len(fake.matching(q)), size) for q in reads) + 1   # + the queued 429
 
 
 def every_issue_baseline(fake: FakeJira) -> int:
@@ -150,9 +151,11 @@ def test_jira_and_spreadsheet_key_results_sync_end_to_end(prefect_harness, tmp_p
         fake.queued.append((429, {"Retry-After": "2"}, {"errorMessages": ["Rate limit exceeded."], "errors": {}}))
         config = tmp_path / "okrs.yaml"
         config.write_text(config_text(fake.url, cloud), encoding="utf-8")
-        first = sync_okrs(config_paths=[str(config)], store=store_url, as_of=AS_OF)
+        first = sync_okrs(config_paths=[str(config)], store=store_url)
         jira_calls = len(fake.calls)
-        second = sync_okrs(config_paths=[str(config)], store=store_url, as_of=AS_OF)
+        second = sync_okrs(config_paths=[str(config)], store=store_url)
+        p1_open = [{"key": i.key, "title": f"Issue {i.key}"} for i in fake.matching(P1_OPEN)]
+        epic = [{"key": i.key, "title": f"Issue {i.key}"} for i in fake.matching(EPIC)][:50]
 
     rows = {r["id"]: r for r in first["key_results"]}
     assert first["counts"]["failed"] == 1
@@ -179,6 +182,10 @@ def test_jira_and_spreadsheet_key_results_sync_end_to_end(prefect_harness, tmp_p
         p1 = states["p1-bugs"].last
         assert p1.value == expected_values(issues)["p1-bugs"] and p1.kind == "automatic"
         assert p1.link == f"{fake.url}/issues/?jql={quote(P1_OPEN, safe='')}" and p1.query == P1_OPEN
+        assert p1.evidence is not None and list(p1.evidence) == p1_open and len(p1_open) == p1.value   # the whole set
+        assert list(states["p1-bugs-again"].last.evidence) == p1_open
+        assert list(states["epic-size"].last.evidence) == epic                  # the first 50 of the epic's pages
+        assert states["delivered"].last.evidence is None                        # a sum keeps none
         assert len(store.history("delivered")) == 1
     finally:
         store.close()

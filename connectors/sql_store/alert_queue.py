@@ -63,7 +63,7 @@ class AlertQueue:
                     status=w.status, value=w.value, last_success_at=w.last_success_at,
                     failure_streak=w.failure_streak, last_error=w.last_error,
                     failing_alerted=w.failing_alerted, stale_alerted=w.stale_alerted,
-                    first_seen_at=w.first_seen_at, seen_at=w.seen_at))
+                    first_seen_at=w.first_seen_at, seen_at=w.seen_at, forecast=w.forecast))
             if alerts:
                 conn.execute(alerts_table.insert(), [
                     {"kr_id": a.kr_id, "kind": a.kind, "message": a.message, "status": a.status,

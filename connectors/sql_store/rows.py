@@ -165,7 +165,7 @@ def watch_row(row: Any) -> Watch:
         last_success_at=row["last_success_at"], failure_streak=row["failure_streak"],
         last_error=row["last_error"], failing_alerted=bool(row["failing_alerted"]),
         stale_alerted=bool(row["stale_alerted"]), first_seen_at=row["first_seen_at"],
-        seen_at=row["seen_at"],
+        seen_at=row["seen_at"], forecast=row.get("forecast"),
     )
 
 

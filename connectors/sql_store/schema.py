@@ -193,6 +193,8 @@ watch_table = Table(
     Column("stale_alerted", Boolean, nullable=False, server_default="0"),
     Column("first_seen_at", UtcDateTime),
     Column("seen_at", UtcDateTime),
+    # watch version 3: the last forecast status, for `forecast` alerts
+    Column("forecast", Text),
 )
 
 alerts_table = Table(
@@ -332,9 +334,28 @@ def _history_and_outbox_v3(conn: Connection) -> None:
 MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _add_owner_v2, _history_and_outbox_v3]
 
 
+_watch_v1 = MetaData()
+key_results_table.to_metadata(_watch_v1)          # the foreign keys below need it (never created from here)
+_watch_table_v1 = Table(
+    "okr_watch",
+    _watch_v1,
+    Column("kr_id", Text, ForeignKey("okr_key_results.id"), primary_key=True),
+    Column("status", Text),
+    Column("value", Float),
+    Column("last_success_at", UtcDateTime),
+    Column("failure_streak", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("failing_alerted", Boolean, nullable=False, server_default="0"),
+    Column("stale_alerted", Boolean, nullable=False, server_default="0"),
+    Column("first_seen_at", UtcDateTime),
+    Column("seen_at", UtcDateTime),
+)
+alerts_table.to_metadata(_watch_v1)               # unchanged since watch version 1
+
+
 def _create_watch_v1(conn: Connection) -> None:
-    """Watch version 1: okr_watch and okr_alerts."""
-    metadata.create_all(conn, tables=[watch_table, alerts_table])
+    """Watch version 1: okr_watch and okr_alerts (as they were)."""
+    _watch_v1.create_all(conn, tables=[_watch_table_v1, _watch_v1.tables["okr_alerts"]])
 
 
 def _create_digests_v2(conn: Connection) -> None:
@@ -342,7 +363,12 @@ def _create_digests_v2(conn: Connection) -> None:
     digests_table.create(conn)
 
 
-WATCH_MIGRATIONS: list[Callable[[Connection], None]] = [_create_watch_v1, _create_digests_v2]
+def _forecast_watch_v3(conn: Connection) -> None:
+    """Watch version 3: each key result's last forecast status (okr_watch.forecast)."""
+    conn.exec_driver_sql("ALTER TABLE okr_watch ADD COLUMN forecast TEXT")
+
+
+WATCH_MIGRATIONS: list[Callable[[Connection], None]] = [_create_watch_v1, _create_digests_v2, _forecast_watch_v3]
 
 
 def schema_version() -> int:

@@ -2,13 +2,21 @@
 
 Check-in policy of :meth:`SqlStore.write_sync` (one transaction per run, all or nothing): each
 incoming automatic check-in is decided by :func:`okrsync.policy.decide` against the key result's
-latest check-in (a manual one counts as manual):
+latest check-in (by observed_at, then id; a manual one counts as manual). A back-dated one
+(observed before its run started: ``--as-of`` a past moment) is decided against the check-in just
+before it in time instead, the latest one observed at or before it, so it is compared with what the
+key result showed then; being in the past, it never becomes the latest, and the next run is compared
+with the latest one, not with it:
 
-- on_manual ``keep``: if the key result's latest check-in (by observed_at, then id) is a
-  manual one, the automatic value is not written (``kept_manual``); else, if the latest
-  check-in has the same value, nothing is written (``unchanged``).
-- on_manual ``overwrite``: the automatic value is written whenever it differs from the
-  latest check-in of any kind (``unchanged`` otherwise).
+- on_manual ``keep``: if that check-in is a manual one, the automatic value is not written
+  (``kept_manual``); else, if it has the same value and the same status, nothing is written
+  (``unchanged``); the same value with another status is written.
+- on_manual ``overwrite``: the automatic value is written whenever its value or status differs
+  from that check-in of any kind (``unchanged`` otherwise).
+
+Check-ins of kind ``backfill`` (history filled in by ``okr-sync backfill``) are written unless the
+key result already has a check-in observed at that very moment (``unchanged``), so a backfill run
+again writes nothing new; they are never queued for publish targets unless ``publish`` says so.
 
 Owners: each key result row keeps the config file and line that last wrote it and a hash of
 that definition (``definition``, see okrsync.records.KeyResultRecord); every write_sync moves
@@ -45,6 +53,7 @@ from connectors.sql_store.rows import (
     chunks,
     clip,
     dedupe,
+    moment,
     number,
     readable_checkin_columns,
     stored,
@@ -53,6 +62,7 @@ from connectors.sql_store.rows import (
 from connectors.sql_store.schema import (
     SCHEMA_KEY,
     WATCH_SCHEMA_KEY,
+    as_utc,
     checkins_table,
     key_results_table,
     meta_table,
@@ -259,6 +269,7 @@ class SqlStore(AlertQueue, Outbox):
             report.previous = {kr_id: c.value for kr_id, c in latest.items()}
             seen: set[str] = set()
             pending: list[CheckinRecord] = []
+            taken = self._observed(conn, {c.kr_id for c in checkins if c.kind == "backfill"})
             written: list[tuple[int, CheckinRecord]] = []
 
             def insert_pending() -> None:
@@ -275,13 +286,22 @@ class SqlStore(AlertQueue, Outbox):
                 pending.clear()
 
             for record in checkins:
+                on_manual = on_manual_of.get(record.kr_id, "keep")
                 if record.kind == "manual":
                     outcome = "written"
+                elif record.kind == "backfill":
+                    outcome = self._new_moment(record, taken)
+                elif as_utc(record.observed_at) < as_utc(started_at):
+                    # back-dated (--as-of a past moment): against the check-in just before it in time
+                    if record.kr_id in seen:
+                        insert_pending()
+                    before = self._latest(conn, record.kr_id, record.observed_at)
+                    outcome = self._decide(record, before, on_manual)
                 else:
                     if record.kr_id in seen:      # its second check-in in this run: against what is written now
                         insert_pending()
                         latest[record.kr_id] = self._latest(conn, record.kr_id)
-                    outcome = self._decide(record, latest.get(record.kr_id), on_manual_of.get(record.kr_id, "keep"))
+                    outcome = self._decide(record, latest.get(record.kr_id), on_manual)
                 seen.add(record.kr_id)
                 if outcome == "written":
                     pending.append(record)
@@ -373,12 +393,24 @@ class SqlStore(AlertQueue, Outbox):
         return found
 
     @staticmethod
+    def _new_moment(record: CheckinRecord, taken: set[tuple[str, datetime]]) -> str:
+        """A backfilled check-in: ``written`` unless the key result has one observed at that very moment
+        (`taken`, the pairs stored, and those of this run so far)."""
+        when = as_utc(record.observed_at)
+        if (record.kr_id, when) in taken:
+            return "unchanged"
+        taken.add((record.kr_id, when))
+        return "written"
+
+    @staticmethod
     def _decide(record: CheckinRecord, latest: StoredCheckin | None, on_manual: str) -> str:
-        """``written``, ``unchanged`` or ``kept_manual`` for one incoming automatic check-in, given its
-        key result's latest check-in (okrsync.policy)."""
+        """``written``, ``unchanged`` or ``kept_manual`` for one incoming automatic check-in, given the
+        check-in it is compared with (the latest, or for a back-dated one the one just before it;
+        okrsync.policy): the same value with another status is written."""
         if latest is None or latest.invalid:  # a row the store cannot trust is no previous value
             return "written"
-        return policy.decide(record.value, policy.Current(latest.value, manual=latest.kind == "manual"), on_manual)
+        return policy.decide(record.value, policy.Current(latest.value, manual=latest.kind == "manual",
+                                                          status=latest.status), on_manual, record.status)
 
     def _latest_of(self, conn: Connection, kr_ids: Iterable[str]) -> dict[str, StoredCheckin]:
         """Each key result's latest check-in, as `_latest` finds it (those with none left out), read in
@@ -397,15 +429,27 @@ class SqlStore(AlertQueue, Outbox):
                     found[checkin.kr_id] = checkin
         return found
 
-    def _latest(self, conn: Connection, kr_id: str) -> StoredCheckin | None:
-        """The key result's latest check-in (by observed_at, then id). A row whose observed_at
-        cannot be read cannot be placed in time, so it is never the latest (it still shows in
-        history); it may sort first (SQLite puts text after dates, PostgreSQL 'infinity' last)."""
-        rows = conn.execute(
-            select(*readable_checkin_columns())
-            .where(checkins_table.c.kr_id == kr_id)
-            .order_by(checkins_table.c.observed_at.desc(), checkins_table.c.id.desc())
-        )
+    def _observed(self, conn: Connection, kr_ids: set[str]) -> set[tuple[str, datetime]]:
+        """(key result, observed_at) of every readable check-in of these key results."""
+        if not kr_ids:
+            return set()
+        columns = {c.name: c for c in readable_checkin_columns()}
+        found: set[tuple[str, datetime]] = set()
+        for chunk in chunks(sorted(kr_ids)):
+            rows = conn.execute(select(columns["kr_id"], columns["observed_at"])
+                                .where(checkins_table.c.kr_id.in_(chunk)))
+            found.update((r.kr_id, when) for r in rows if (when := moment(r.observed_at)) is not None)
+        return found
+
+    def _latest(self, conn: Connection, kr_id: str, at_or_before: datetime | None = None) -> StoredCheckin | None:
+        """The key result's latest check-in (by observed_at, then id), or the latest observed at or
+        before `at_or_before`. A row whose observed_at cannot be read cannot be placed in time, so it
+        is never the latest (it still shows in history); it may sort first (SQLite puts text after
+        dates, PostgreSQL 'infinity' last)."""
+        query = select(*readable_checkin_columns()).where(checkins_table.c.kr_id == kr_id)
+        if at_or_before is not None:
+            query = query.where(checkins_table.c.observed_at <= at_or_before)
+        rows = conn.execute(query.order_by(checkins_table.c.observed_at.desc(), checkins_table.c.id.desc()))
         for row in rows:
             checkin = stored(row._mapping)
             if checkin.observed_at is not None:
@@ -460,6 +504,28 @@ class SqlStore(AlertQueue, Outbox):
                 .order_by(checkins_table.c.observed_at, checkins_table.c.id)
             ).all()
         return [stored(r._mapping) for r in rows]
+
+    def checkin_points(self, kr_ids: Iterable[str] | None = None,
+                       since: datetime | None = None) -> dict[str, list[tuple[datetime, float]]]:
+        """(observed_at, value) of every readable check-in of these key results (all when None),
+        observed at or after `since`, oldest first, by key result: one query per IN_CHUNK key results,
+        for forecasts and backfill. Rows the store cannot trust are left out."""
+        columns = {c.name: c for c in readable_checkin_columns()}
+        base = select(columns["kr_id"], columns["observed_at"], columns["value"])
+        if since is not None:
+            base = base.where(checkins_table.c.observed_at >= since)
+        order = (checkins_table.c.kr_id, checkins_table.c.observed_at, checkins_table.c.id)
+        queries = ([base.order_by(*order)] if kr_ids is None else
+                   [base.where(checkins_table.c.kr_id.in_(chunk)).order_by(*order)
+                    for chunk in chunks(sorted(set(kr_ids)))])
+        found: dict[str, list[tuple[datetime, float]]] = {}
+        with self._errors("read"), self._engine.connect() as conn:
+            for query in queries:
+                for row in conn.execute(query):
+                    when, value = moment(row.observed_at), number(row.value)
+                    if when is not None and value is not None:
+                        found.setdefault(row.kr_id, []).append((when, value))
+        return found
 
     def runs(self, limit: int = 20, run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """The most recent runs, newest first; with `run_ids`, those runs (however old, no limit).

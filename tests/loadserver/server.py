@@ -15,7 +15,8 @@ the vendors' docs):
   `dc_max_results`) / total (Data Center); the removed Cloud `search` answers 410. Basic auth
   (email:token) on Cloud, bearer on Data Center. A JQL it cannot run: 400 ErrorCollection.
 - GitHub: GET /search/issues (per_page <= 100, Link rel="next"/"last", the 1,000-result cap,
-  total_count, sort=created), POST /api/graphql (aliased `search(query:, type: ISSUE) { issueCount }`;
+  total_count, sort=created), POST /api/graphql (aliased `search(query:, type: ISSUE) { issueCount }`,
+  with `first: N` also its first N `nodes` as Issue / PullRequest;
   a refused search nulls `data`, as for a non-null field; a document that does not parse: 200 with
   a "Parse error on ..." error and no data), GET repos/{repo}/milestones[/{n}] (the list: `state`
   open by default, closed or all; v1.x milestones are closed, v2.x open).
@@ -80,7 +81,6 @@ SECONDARY_BODY = {"message": "You have exceeded a secondary rate limit. Please w
                              "If you reach out to GitHub Support for help, please include the request ID 0000.",
                   "documentation_url": "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
                   "status": "403"}
-_ALIAS = re.compile(r"(\w+)\s*:\s*search\(\s*query:\s*\$(\w+)\s*,\s*type:\s*ISSUE\s*\)")
 _JIRA_PATH = re.compile(r"^(?P<dc>/dc)?/rest/api/(?:2|3)/(?P<rest>.*)$")
 
 
@@ -452,7 +452,7 @@ class LoadServer:
 
     def _graphql(self, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
         document = str(body.get("query", ""))
-        aliases = _ALIAS.findall(document)
+        aliases = gh.aliases(document)
         variables = body.get("variables") or {}
         window = self.windows.get("graphql")
         headers: dict[str, str] = {}
@@ -469,9 +469,12 @@ class LoadServer:
         if broken is not None:
             return 200, headers, broken
         data, errors = {}, []
-        for alias, var in aliases:
+        for alias, var, first in aliases:
             try:
-                data[alias] = {"issueCount": len(self.github_matching(str(variables.get(var, ""))))}
+                found = self.github_matching(str(variables.get(var, "")))
+                data[alias] = {"issueCount": len(found)}
+                if first:                                   # `first: N` with `nodes`: the first N items
+                    data[alias]["nodes"] = [gh.graphql_node(_item(i, self.github_api)) for i in found[:first]]
             except SearchError as exc:
                 errors.append({"type": "INVALID_SEARCH", "path": [alias], "locations": [{"line": 1, "column": 1}],
                                "message": str(exc)})
