@@ -18,7 +18,8 @@ bool or date); the default takes the cell as its own value (rows of strings or v
 
 A column metric with `date_column:` counts only the rows dated on or before its as-of date (a row
 without a date does not count), so it can be measured as of a past date; `aggregate: last` then
-takes the value of the latest-dated such row (the last one in the sheet among rows of that date).
+takes the value of the latest-dated such row (the last one in the sheet among rows of that date),
+and `sum` of no rows dated yet is 0 (nothing had happened by then; other aggregates have no value).
 Dates are cells holding a date, or text written YYYY-MM-DD (a time after it is ignored).
 """
 from __future__ import annotations
@@ -420,6 +421,8 @@ class _ColumnQuery:
         if self.aggregate == "count":
             return Answer(float(self.count), query, ref,
                           f"{_plural(self.count, 'non-empty cell')} in {_plural(self.matched, 'row')}{dated}")
+        if self.count == 0 and self.aggregate == "sum" and self.until is not None and self.matched == 0:
+            return Answer(0.0, query, ref, f"no rows{dated} yet: the sum is 0")   # nothing happened by then
         if self.count == 0:
             return SourceError(self._nothing_message())
         value = {"sum": self.total, "avg": self.total / self.count, "min": self.low,

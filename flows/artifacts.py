@@ -2,7 +2,7 @@
 markdown summary, keyed by the file, so the UI's "latest" of one config is that config's.
 
 - `okr-sync-run-<config>` (table): one row per key result: value, change since the previous
-  check-in, progress, expected, status, link, error.
+  check-in, progress, expected, status, the end-of-period forecast (value, range, status), link, error.
 - `okr-sync-summary-<config>` (markdown): the counts, counts by status, the key results at risk
   or off track, the link to the file's report (`report:`), then failures first, then alerts, then
   every key result.
@@ -84,12 +84,22 @@ def _link(url: str | None) -> str:
     return f"[open]({url})" if url and url.startswith(("http://", "https://", "file://")) else _cell(url)
 
 
+def _forecast(found: dict[str, Any] | None) -> str:
+    """`380 (376–391) will_miss`, or `-` without a forecast."""
+    if not found:
+        return "-"
+    span = f" ({_num(found['low'])}–{_num(found['high'])})" if found["low"] != found["high"] else ""
+    return f"{_num(found['value'])}{span} {found['status']}"
+
+
 def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows of the `okr-sync-run` table artifact."""
     return [{"key result": r["id"], "value": r["value"], "change": r.get("change"),
              "previous": r.get("previous"), "baseline": r["baseline"], "target": r["target"],
              "progress %": _pct(r["progress"]), "expected %": _pct(r["expected"]),
-             "status": r["status"] or "error", "link": r["link"], "error": r["error"]}
+             "status": r["status"] or "error", "forecast": (r.get("forecast") or {}).get("value"),
+             "forecast range": _forecast(r.get("forecast")) if r.get("forecast") else None,
+             "forecast status": (r.get("forecast") or {}).get("status"), "link": r["link"], "error": r["error"]}
             for r in _shown(result["key_results"])]
 
 
@@ -134,14 +144,15 @@ def summary_markdown(result: dict[str, Any]) -> str:
                   f"{len(shown):,} needing attention first (failed, off track, at risk); all are in the store "
                   "(`okr-sync status --all`).", ""]
     if ok:
-        lines += ["### Key results", "", "| key result | value | change | progress | expected | status | link |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["### Key results", "", "| key result | value | change | progress | expected | status | forecast | link |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in ok:
             unit = f" {r['unit']}" if r.get("unit") else ""
             progress = "-" if r["progress"] is None else f"{100 * r['progress']:.0f}%"
             expected = "-" if r["expected"] is None else f"{100 * r['expected']:.0f}%"
             lines.append(f"| {_cell(r['id'])} | {_num(r['value'])}{_cell(unit)} | {_signed(r.get('change'), not result['dry_run'])} | "
-                         f"{progress} | {expected} | {r['status'] or '-'} | {_link(r['link'])} |")
+                         f"{progress} | {expected} | {r['status'] or '-'} | {_cell(_forecast(r.get('forecast')))} | "
+                         f"{_link(r['link'])} |")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -1,4 +1,5 @@
-"""okr-sync command line: validate, run, status, history, report, digest, checkin, schema, serve, secret set.
+"""okr-sync command line: validate, run, backfill, status, history, report, digest, checkin, publish, import,
+schema, serve, secret set.
 
 Exit codes: 0 all key results synced; 1 some failed (the rest were written); 2 bad config.
 """
@@ -332,18 +333,115 @@ def import_okrs(target_type: str = typer.Argument(..., help="the OKR tool: notio
 
 
 @app.command()
+def backfill(configs: List[Path] = ConfigArgs,
+             start: Optional[str] = typer.Option(None, "--from", metavar="DATE",
+                                                 help="first date (default: the start of the key results' period)"),
+             end: Optional[str] = typer.Option(None, "--to", metavar="DATE", help="last date (default: yesterday, UTC)"),
+             every: str = typer.Option("1w", "--every", help="days between dates: 1d, 1w, or e.g. 2d, 2w"),
+             dry_run: bool = typer.Option(False, "--dry-run", help="measure and show, write nothing"),
+             only: Optional[List[str]] = typer.Option(None, "--only", help="backfill only this key result id (repeatable)"),
+             store: Optional[str] = StoreOpt, as_json: bool = JsonOpt,
+             verbose: bool = typer.Option(False, "--verbose", "-v", help="show okr-sync's own logs")) -> None:
+    """Fill the history of every key result that can be measured in the past, at each date from the period
+    start to yesterday, as check-ins of kind `backfill`.
+
+    A metric can look back when its query uses {as_of} (Jira `resolved <= "{as_of}"`, GitHub
+    `closed:<={as_of}`) or a spreadsheet metric names a `date_column:`; the others are listed as skipped.
+    Running it again writes nothing new. Backfilled check-ins feed history and forecasts; they are not
+    sent to publish targets."""
+    from okrsync.backfill import BackfillError, BackfillOptions, planned
+    from okrsync.backfill import backfill as run_backfill
+
+    _log_to_stderr(logging.INFO if verbose else logging.WARNING)
+    days = _days(every)
+    first, last = _day_option("--from", start), _day_option("--to", end)
+    try:
+        plan = load_plan(configs, store)
+        if only:
+            unknown = sorted(set(only) - {kr.id for kr in plan.key_results})
+            if unknown:
+                known = ", ".join(kr.id for kr in plan.key_results)
+                err.print(f"error: --only {', '.join(unknown)}: no such key result in the config (known: {known})",
+                          markup=False, soft_wrap=True)
+                raise typer.Exit(2)
+        max_workers()
+    except ConfigError as e:
+        _fail_config(e)
+    from flows.services import local_services
+    from okrsync.engine import now
+
+    options = BackfillOptions(start=first, end=last, every=days, dry_run=dry_run, only=only or None)
+    try:
+        _, _, wanted, _ = planned(plan, options, local_services().registry, now().date())
+    except BackfillError as e:
+        err.print(f"error: {e}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    pairs = sum(len(d) for d in wanted.values())
+    with render.progress_bar(err, pairs, enabled=not as_json, label="backfilling key results × dates") as advance:
+        try:
+            result = run_backfill(plan, options, local_services(on_progress=advance))
+        except BackfillError as e:
+            err.print(f"error: {e}", markup=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except ConfigError as e:
+            _fail_config(e)
+        except OkrSyncError as e:
+            _fail(e)
+    if result.get("store_error") and not as_json:
+        err.print(f"error: {result['store_error']}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        render.backfill_table(out, result)
+    raise typer.Exit(1 if result["counts"]["failed"] or result.get("store_error") else 0)
+
+
+def _days(text: str) -> int:
+    """--every: 1d, 1w, 2w ... as days; exit 2 otherwise."""
+    from okrsync.alerts import parse_duration
+
+    try:
+        span = parse_duration(text)
+    except ValueError:
+        span = None
+    if span is None or span.total_seconds() % 86400:
+        err.print(f"error: --every {text!r} is not a whole number of days: write 1d, 1w, or e.g. 2w",
+                  markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    return span.days
+
+
+def _day_option(name: str, text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        err.print(f"error: {name} {text!r} is not a date: write e.g. 2026-10-01", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
 def history(kr_id: str = typer.Argument(..., help="key result id"),
-            store: Optional[str] = StoreOpt, as_json: bool = JsonOpt) -> None:
+            store: Optional[str] = StoreOpt, as_json: bool = JsonOpt,
+            show_changes: bool = typer.Option(False, "--changes",
+                                              help="show which tickets entered and left a count between check-ins")) -> None:
     """Show every check-in of one key result, oldest first, each with its run and the Prefect flow run
-    that made it (when the run was one)."""
+    that made it (when the run was one); --changes: the tickets that entered and left a count."""
+    from okrsync.changes import changes
+
     with _opened_store(_store_url(store)) as s:
         rows = s.history(kr_id)
         flow_runs = {r["run_id"]: render.flow_run_json(r) for r in s.runs(run_ids=[c.run_id for c in rows])}
+    moved = changes(rows) if show_changes else None
     if as_json:
-        print(json.dumps([{**render.checkin_json(c), "flow_run": flow_runs.get(c.run_id)} for c in rows],
-                         indent=2, default=str))
+        docs = [{**render.checkin_json(c), "flow_run": flow_runs.get(c.run_id)} for c in rows]
+        for doc, change in zip(docs, moved or []):
+            doc["changes"] = change
+        print(json.dumps(docs, indent=2, default=str))
         return
-    render.history_table(out, kr_id, rows, flow_runs)
+    render.history_table(out, kr_id, rows, flow_runs, moved)
 
 
 @app.command()

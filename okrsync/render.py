@@ -26,12 +26,13 @@ _COUNT_ORDER = ("failed", "off_track", "at_risk", "on_track", "done")
 
 
 @contextmanager
-def progress_bar(console: Console, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+def progress_bar(console: Console, total: int, enabled: bool = True,
+                 label: str = "syncing key results") -> Iterator[Callable[[int], None]]:
     """A progress bar over key results; yields `advance(n)`. Silent when disabled or not a terminal."""
     if not enabled:
         yield lambda n: None
         return
-    with Progress(TextColumn("syncing key results"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         job = bar.add_task("sync", total=total)
         yield lambda n: bar.advance(job, n)
@@ -200,15 +201,24 @@ def _run_cell(run_id: str | None, flow_run: dict[str, Any] | None) -> str:
 
 
 def history_table(console: Console, kr_id: str, rows: list[StoredCheckin],
-                  flow_runs: dict[str, dict[str, Any] | None] | None = None) -> None:
+                  flow_runs: dict[str, dict[str, Any] | None] | None = None,
+                  changes: list[dict[str, Any] | None] | None = None) -> None:
+    """Every check-in; with `changes` (okrsync.changes), the tickets that entered and left a count."""
+    from okrsync.changes import describe
+
     table = Table(title=f"check-ins of {_text(kr_id)}", title_justify="left")
-    for col in ("observed", "value", "progress", "expected", "status", "kind", "run / flow run", "link / note"):
+    columns = ["observed", "value", "progress", "expected", "status", "kind", "run / flow run", "link / note"]
+    if changes is not None:
+        columns.insert(5, "tickets since the previous check-in")
+    for col in columns:
         table.add_column(col, overflow="fold")
-    for c in rows:
-        table.add_row(c.observed_at.strftime("%Y-%m-%d %H:%M") if c.observed_at else "-",
-                      _invalid(c) if c.invalid else _num(c.value), _pct(c.progress), _pct(c.expected), _status(c.status),
-                      _text(c.kind), _run_cell(c.run_id, (flow_runs or {}).get(c.run_id or "")),
-                      _text(c.note or c.link))
+    for i, c in enumerate(rows):
+        cells = [c.observed_at.strftime("%Y-%m-%d %H:%M") if c.observed_at else "-",
+                 _invalid(c) if c.invalid else _num(c.value), _pct(c.progress), _pct(c.expected), _status(c.status),
+                 _text(c.kind), _run_cell(c.run_id, (flow_runs or {}).get(c.run_id or "")), _text(c.note or c.link)]
+        if changes is not None:
+            cells.insert(5, _text(describe(changes[i])) or ("[dim]first list[/dim]" if c.evidence is not None else ""))
+        table.add_row(*cells)
     console.print(table)
     if not rows:
         console.print("no check-ins yet")
@@ -268,3 +278,41 @@ def delivery_lines(console: Console, states: list[dict[str, Any]]) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
         if s.get("last_error"):
             console.print(f"  last error: {s['last_error']}", markup=False, highlight=False, soft_wrap=True)
+
+
+def backfill_table(console: Console, result: dict[str, Any]) -> None:
+    """`okr-sync backfill`: per key result, the dates measured and what became of them, then the skipped
+    ones with the reason, then one line of totals."""
+    every = {1: "daily", 7: "weekly"}.get(result["every_days"], f"every {result['every_days']} days")
+    what = "dry run (nothing written)" if result["dry_run"] else "backfill"
+    table = Table(title=f"okr-sync {what} {result['run_id']}: {result['from']}..{result['to']}, {every}",
+                  title_justify="left")
+    table.add_column("key result", no_wrap=True)
+    for col in ("dates", "first → last value", "written", "already there", "failed", "error / skipped because"):
+        table.add_column(col, overflow="fold")
+    done = [r for r in result["key_results"] if r["skipped"] is None]
+    for r in done + [r for r in result["key_results"] if r["skipped"] is not None]:
+        values = r["values"]
+        span = f"{_num(values[0]['value'])} → {_num(values[-1]['value'])}" if values else "-"
+        if r["skipped"] is not None:
+            detail = f"[dim]{escape(r['skipped'])}[/dim]"
+        elif r["errors"]:
+            first = r["errors"][0]
+            detail = f"[red]{escape(first['date'])}: {escape(first['error'])}[/red]"
+        else:
+            detail = ""
+        written = "-" if result["dry_run"] or r["skipped"] is not None else str(r["written"])
+        table.add_row(r["id"], str(r["dates"]) if r["skipped"] is None else "-", span, written,
+                      str(r["already"]) if r["skipped"] is None else "-",
+                      (f"[red]{r['failed']}[/red]" if r["failed"] else "0") if r["skipped"] is None else "-", detail)
+    console.print(table)
+    c = result["counts"]
+    line = (f"{c['backfilled']} of {c['key_results']} key results over {result['dates']} dates: "
+            f"{c['measured']} measured")
+    if not result["dry_run"]:
+        line += f", {c['written']} check-ins written, {c['already']} already there"
+    if c["failed"]:
+        line += f"; [red]{c['failed']} failed[/red]"
+    if c["skipped"]:
+        line += f"; {c['skipped']} skipped"
+    console.print(line + f"; {result['source_calls']} source calls ({result['seconds']:.1f}s)", highlight=False)
