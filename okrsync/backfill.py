@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 from okrsync.config import Plan, PlannedKeyResult, render_metric
 from okrsync.contract import READS_THE_PRESENT
+from okrsync import engine
 from okrsync.engine import (
     Services,
     SourceBatch,
@@ -35,7 +36,6 @@ from okrsync.engine import (
     looks_back,
     masked_url,
     measure_batch,
-    now,
     owned_record,
     prepare_store,
     selected,
@@ -116,7 +116,7 @@ def backfill(plan: Plan, options: BackfillOptions, services: Services) -> dict[s
     config file owns (before anything is measured), BackfillError for dates that make no backfill;
     every other failure is reported per key result and date (or as the store's error)."""
     started = time.perf_counter()
-    started_at = now()
+    started_at = engine.now()
     run_id = options.run_id or "backfill-" + uuid.uuid4().hex[:8]
     krs, dates, wanted, skipped = planned(plan, options, services.registry, started_at.date())
     rows: dict[str, dict[str, Any]] = {kr.id: {"id": kr.id, "source": kr.source_key, "dates": len(wanted.get(kr.id, [])),

@@ -223,6 +223,7 @@ def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to t
         except ConfigError as e:
             _fail_config(e)
         url, ids = plan.store_url, [kr.id for kr in plan.key_results]
+    from okrsync.forecast import as_json as forecast_json
     from okrsync.forecast import of_state
 
     with _opened_store(url) as s:
@@ -231,17 +232,18 @@ def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to t
         starts = [st.period_start for st in states if st.period_start is not None]
         since = datetime.combine(min(starts), datetime.min.time(), tzinfo=timezone.utc) if starts else None
         points = s.checkin_points([st.kr_id for st in states], since=since) if states else {}
-    moment = datetime.now(timezone.utc)
+    from okrsync import engine
+
+    moment = engine.now()
     forecasts = {st.kr_id: of_state(st, points.get(st.kr_id, []), moment) for st in states}
     if as_json:
-        print(json.dumps([{**render.state_json(st), "forecast": render.forecast_json(forecasts[st.kr_id][0]),
+        print(json.dumps([{**render.state_json(st), "forecast": forecast_json(forecasts[st.kr_id][0]),
                            "forecast_reason": forecasts[st.kr_id][1]} for st in states], indent=2, default=str))
         return
     if not states:
         out.print(f"No key results in the store yet ({url}). Run `okr-sync run CONFIG` first.", highlight=False)
         return
-    render.status_table(out, states, {k: render.forecast_json(f) for k, (f, _) in forecasts.items()},
-                        show_all=show_all)
+    render.status_table(out, states, {k: forecast_json(f) for k, (f, _) in forecasts.items()}, show_all=show_all)
     render.delivery_lines(out, deliveries)
 
 
@@ -368,11 +370,11 @@ def backfill(configs: List[Path] = ConfigArgs,
     except ConfigError as e:
         _fail_config(e)
     from flows.services import local_services
-    from okrsync.engine import now
+    from okrsync import engine
 
     options = BackfillOptions(start=first, end=last, every=days, dry_run=dry_run, only=only or None)
     try:
-        _, _, wanted, _ = planned(plan, options, local_services().registry, now().date())
+        _, _, wanted, _ = planned(plan, options, local_services().registry, engine.now().date())
     except BackfillError as e:
         err.print(f"error: {e}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -525,7 +527,9 @@ def checkin(kr_id: str = typer.Argument(..., help="key result id"),
         err.print(f"error: {value} is not a value a key result can have: give a finite number, e.g. "
                   f"okr-sync checkin {kr_id} 41", markup=False, soft_wrap=True)
         raise typer.Exit(2)
-    now = datetime.now(timezone.utc)
+    from okrsync import engine
+
+    now = engine.now()                  # the clock runs use, so a manual value and a run's compare in time
     with _opened_store(_store_url(store)) as s:
         state = next(iter(s.key_results([kr_id])), None)
         row = s.add_manual_checkin(kr_id, value, note=note, observed_at=now,

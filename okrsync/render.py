@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from okrsync.forecast import as_json as forecast_json
 from okrsync.records import KeyResultState, StoredCheckin
 from okrsync.results import ATTENTION, attention_first, row_kind
 

@@ -8,7 +8,6 @@ import json
 import math
 import re
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,7 +21,6 @@ from loadserver.workload import github_coverage, workload
 CANARY = "canary-F4ult-T0ken-9c1e-never-shown"
 EMAIL = "okr-bot@example.com"
 SECRETS = (CANARY, base64.b64encode(f"{EMAIL}:{CANARY}".encode()).decode())
-AS_OF = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 DATA = generate(issues=3_000, github_items=1_500, seed=7)
 WORK = workload(47, seed=11, dc_share=0.2)
 WORK.key_results += github_coverage(48)
@@ -57,7 +55,7 @@ def write_config(tmp_path: Path, server: LoadServer, extra: str = "", **options:
 def sync(config: Path, store_url: str, **kw: Any) -> dict[str, Any]:
     from flows.sync import sync_okrs
 
-    return sync_okrs(config_paths=[str(config)], store=store_url, as_of=AS_OF, **kw)
+    return sync_okrs(config_paths=[str(config)], store=store_url, **kw)
 
 
 def store_url(tmp_path: Path, query: str = "") -> str:

@@ -249,6 +249,18 @@ def test_not_a_url_names_where_it_came_from():
 
 # ---------------------------------------------------------------------------- end to end
 
+@pytest.fixture
+def run_at(monkeypatch):
+    """`run_at(moment)`: the engine's clock (okrsync.engine.now) says `moment`, so a run as of it is a run
+    happening then (a present-reading metric is measured, not refused as looking back); returns it."""
+    from okrsync import engine
+
+    def at(moment: datetime) -> datetime:
+        monkeypatch.setattr(engine, "now", lambda: moment)
+        return moment
+    return at
+
+
 TEAM = """\
 period: 2026-Q4
 notify:
@@ -296,7 +308,7 @@ def set_nps(config: Path, value: int | str) -> None:
                           f"Checkout speed,405,3.6\nPayment options,377,4.4\nSupport,120,4.0\nNPS,398,{value}\n")
 
 
-def test_alerts_once_per_change_and_after_a_gap_without_leaking_the_webhook(no_heartbeats, team, caplog, capsys):
+def test_alerts_once_per_change_and_after_a_gap_without_leaking_the_webhook(no_heartbeats, team, run_at, caplog, capsys):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -308,7 +320,7 @@ def test_alerts_once_per_change_and_after_a_gap_without_leaking_the_webhook(no_h
         config, store = team("okr-alerts-hook")
 
         def sync(moment: datetime) -> dict:
-            return sync_okrs(config_paths=[str(config)], store=store, as_of=moment)
+            return sync_okrs(config_paths=[str(config)], store=store, as_of=run_at(moment))
 
         results = [sync(T0)]
         assert hook.posts == []                                    # the first run sets a baseline
@@ -363,13 +375,13 @@ def test_alerts_once_per_change_and_after_a_gap_without_leaking_the_webhook(no_h
     assert CANARY.encode() not in Path(store.removeprefix("sqlite:///")).read_bytes()
 
 
-def test_undelivered_alert_stays_queued_and_goes_out_with_a_later_run(no_heartbeats, team, waits):
+def test_undelivered_alert_stays_queued_and_goes_out_with_a_later_run(no_heartbeats, team, waits, run_at):
     from prefect.blocks.system import Secret
 
     config, store = team("okr-queued-hook")                     # the Secret block does not exist yet
-    sync_okrs(config_paths=[str(config)], store=store, as_of=T0)
+    sync_okrs(config_paths=[str(config)], store=store, as_of=run_at(T0))
     set_nps(config, 33)
-    no_block = sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + HOUR)
+    no_block = sync_okrs(config_paths=[str(config)], store=store, as_of=run_at(T0 + HOUR))
     assert no_block["counts"]["failed"] == 0 and no_block["counts"]["written"] == 1    # the sync itself succeeded
     assert no_block["alerts"]["alerts"][0]["delivered"] is False
     assert no_block["alerts"]["errors"] == [
@@ -379,20 +391,20 @@ def test_undelivered_alert_stays_queued_and_goes_out_with_a_later_run(no_heartbe
     with WebhookReceiver(path="/services/T1/B1/queued") as hook:
         Secret(value=hook.url).save("okr-queued-hook", overwrite=True)
         hook.answers = [(503, "service_unavailable", {"Retry-After": "1"})] * webhook.POLICY.tries
-        failed = sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + 2 * HOUR)
+        failed = sync_okrs(config_paths=[str(config)], store=store, as_of=run_at(T0 + 2 * HOUR))
         assert hook.posts == [] and failed["alerts"]["alerts"][0]["delivered"] is False
         assert failed["alerts"]["errors"] == [
             "the alert webhook in Prefect Secret block 'okr-queued-hook' failed 4 times (HTTP 503 service_unavailable); "
             "the alerts stay queued for the next run"]
         assert failed["alerts"]["calls"] == webhook.POLICY.tries and waits == [1.0, 1.0, 1.0]
 
-        later = sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + 3 * HOUR)
+        later = sync_okrs(config_paths=[str(config)], store=store, as_of=run_at(T0 + 3 * HOUR))
         assert [a["kind"] for a in later["alerts"]["alerts"]] == ["status_change"]
         assert len(hook.posts) == 1 and "on_track → off_track" in hook.posts[0]["text"]
         # it links the flow run that saw the change, not the one that finally delivered it
         assert hook.posts[0]["text"].endswith(f" · <{no_block['flow_run']['url']}|flow run>")
         assert later["flow_run"]["url"] != no_block["flow_run"]["url"]
-        sync_okrs(config_paths=[str(config)], store=store, as_of=T0 + 4 * HOUR)
+        sync_okrs(config_paths=[str(config)], store=store, as_of=run_at(T0 + 4 * HOUR))
         assert len(hook.posts) == 1                                          # delivered once, not again
     with open_store(store) as s:
         (alert,) = s.alerts()
@@ -542,7 +554,7 @@ def test_stale_after_and_notify_in_the_config(tmp_path):
         "checkout-nps": timedelta(hours=36), "nps-copy": timedelta(days=2)}       # its own, else the file's
     notify = plan.notify[str(config)]
     assert notify.webhook.describe() == "Prefect Secret block 'hook'"
-    assert notify.on == list(ALERT_KINDS)                  # a bare `on:` is YAML's true: read as `on`
+    assert notify.on == [k for k in ALERT_KINDS if k != "forecast"]   # a bare `on:` is YAML's true: read as `on`
 
     config.write_text(text.replace("stale_after: 36h", "stale_after: soon").replace("recovered]", "recovery]"),
                       encoding="utf-8")
@@ -550,5 +562,5 @@ def test_stale_after_and_notify_in_the_config(tmp_path):
         load_plan([config])
     assert [str(i) for i in error.value.issues] == [
         f"{config}:4: `on` is 'recovery': it must be 'status_change', 'target_reached', 'source_failing', "
-        "'stale' or 'recovered'",
+        "'stale', 'recovered' or 'forecast'",
         f"{config}:18: checkout-nps: `stale_after`: duration 'soon' is not understood: write e.g. 90m, 36h, 2d or 1w"]

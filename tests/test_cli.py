@@ -20,7 +20,7 @@ def okr_sync(*args: str, cwd, env_extra: dict | None = None, timeout: int = 240)
 def test_validate_ok(tmp_path):
     done = okr_sync("validate", str(EXAMPLE), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "OK: 2 objectives, 6 key results" in done.stdout
+    assert "OK: 2 objectives, 7 key results" in done.stdout
 
 
 def test_validate_broken_config_prints_every_error_exit_2(tmp_path):
@@ -30,8 +30,8 @@ def test_validate_broken_config_prints_every_error_exit_2(tmp_path):
                             "source: signup\n        metric: {column: customers, aggregate: total"), encoding="utf-8")
     done = okr_sync("validate", str(bad), cwd=tmp_path)
     assert done.returncode == 2
-    assert f"{bad}:23: checkout-nps: `target` must be a number" in done.stderr
-    assert f"{bad}:44: self-serve-customers: unknown source `signup`: did you mean `signups`?" in done.stderr
+    assert f"{bad}:24: checkout-nps: `target` must be a number" in done.stderr
+    assert f"{bad}:45: self-serve-customers: unknown source `signup`: did you mean `signups`?" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 
@@ -41,7 +41,7 @@ def test_run_json_then_status_and_history(tmp_path):
     doc = json.loads(run.stdout)
     rows = {r["id"]: r for r in doc["key_results"]}
     assert set(rows) == {"checkout-nps", "checkout-p95", "checkout-success", "self-serve-customers",
-                         "self-serve-revenue", "weekly-signups"}
+                         "self-serve-revenue", "weekly-signups", "activated-accounts"}
     for r in rows.values():
         assert {"id", "value", "baseline", "target", "progress", "expected", "status", "link", "error"} <= set(r)
         assert r["error"] is None and r["status"] in ("on_track", "at_risk", "off_track", "done")
@@ -59,7 +59,7 @@ def test_run_json_then_status_and_history(tmp_path):
 
     again = okr_sync("run", str(EXAMPLE), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "0 check-ins written, 6 unchanged" in again.stdout
+    assert "0 check-ins written, 7 unchanged" in again.stdout
     assert "Traceback" not in again.stdout + again.stderr
 
 

@@ -207,7 +207,7 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_it(prefect_har
         assert sorted((s.schedule.cron, s.schedule.timezone, s.parameters) for s in deployment.schedules) == [
             ("0 * * * *", "Europe/Berlin", {"only": ["checkout-nps"]}),
             ("0 7 * * 1-5", "Europe/Berlin", {"only": ["checkout-p95", "checkout-success", "self-serve-customers",
-                                                      "self-serve-revenue", "weekly-signups"]})]
+                                                      "self-serve-revenue", "weekly-signups", "activated-accounts"]})]
 
     store = f"sqlite:///{tmp_path / 'okr.db'}"
     started = run_deployment("sync-okrs/example", parameters={"store": store}, timeout=0)
@@ -222,7 +222,7 @@ def test_prefect_yaml_deploys_to_a_process_pool_and_a_worker_runs_it(prefect_har
         assert [r.id for r in runs] == [started.id]
     with open_store(store) as s:
         states = {st.kr_id: st for st in s.key_results()}
-        assert len(states) == 6 and all(st.last is not None and st.last.run_id for st in states.values())
+        assert len(states) == 7 and all(st.last is not None and st.last.run_id for st in states.values())
         assert states["checkout-nps"].last.value == 38
 
 

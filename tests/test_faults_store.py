@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from faultkit import (AS_OF, CANARY, EMAIL, IDS, artifacts_text, check_run, check_secrets, check_store, local_site,
+from faultkit import (CANARY, EMAIL, IDS, artifacts_text, check_run, check_secrets, check_store, local_site,
                       store_url, sync, write_config)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,8 +87,7 @@ def test_store_disk_full(prefect_harness, tmp_path, monkeypatch, caplog, capfd):
 
 
 def _cli(config: Path, url: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "okrsync.cli", "run", str(config), "--store", url,
-                             "--as-of", AS_OF.strftime("%Y-%m-%dT%H:%M:%S"), "--json"],
+    return subprocess.Popen([sys.executable, "-m", "okrsync.cli", "run", str(config), "--store", url, "--json"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 

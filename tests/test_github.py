@@ -555,3 +555,48 @@ def test_largest_config_call_count(gh, graphql, expected_calls):
                            for q in (m.get("search"), m.get("search_done"), m.get("search_total"))
                            if q and q != PERF})
     assert distinct_counts == 24 + 6                   # 30 count key results over 24 searches, + 6 ratio sides
+
+# ---------------------------------------------------------------------------- evidence
+
+
+def test_rest_count_keeps_its_items_from_the_same_call(gh):
+    items = [issue_item(n) for n in (11, 12)]
+    gh.get(SEARCH, json=search_page(2, items), match=[matchers.query_param_matcher({"q": SECURITY, "per_page": "50"})])
+    result = ok(measure(source(), [MetricRequest("sec", Metric.model_validate({"search": SECURITY}), PERIOD, AS_OF)])["sec"])
+    assert result.value == 2 and result.calls == 1
+    assert result.evidence == ({"key": "acme/checkout#11", "title": "Item 11"}, {"key": "acme/checkout#12", "title": "Item 12"})
+
+
+def test_graphql_counts_carry_their_nodes_in_the_same_request(gh):
+    seen: list[dict] = []
+
+    def reply(request):
+        body = json.loads(request.body)
+        seen.append(body)
+        nodes = {"q0": [{"__typename": "PullRequest", "number": 5, "title": "Faster checkout",
+                         "repository": {"nameWithOwner": "acme/checkout"}}]}
+        return 200, {}, json.dumps(graphql_counts({"q0": 1234, "q1": 17}, nodes))
+
+    gh.add_callback(responses.POST, GRAPHQL, callback=reply)
+    requests_ = [MetricRequest("perf", Metric.model_validate({"search": PERF, "evidence": 5}), PERIOD, AS_OF),
+                 MetricRequest("sec", Metric.model_validate({"search": SECURITY, "evidence": False}), PERIOD, AS_OF)]
+    results = measure(source(), requests_)
+    assert ok(results["perf"]).value == 1234 and results["perf"].evidence == (
+        {"key": "acme/checkout#5", "title": "Faster checkout"},)
+    assert ok(results["sec"]).value == 17 and results["sec"].evidence is None
+    (body,) = seen                                                           # one request for both
+    assert "q0: search(query: $q0, type: ISSUE, first: 5) { issueCount nodes {" in body["query"]
+    assert "q1: search(query: $q1, type: ISSUE) { issueCount }" in body["query"]
+
+
+def test_evidence_only_goes_with_search_counts():
+    with pytest.raises(ValueError, match="goes with a count only"):
+        Metric.model_validate({"search": PERF, "aggregate": "median", "field": "hours_to_merge", "evidence": 3})
+    with pytest.raises(ValueError, match="goes with a count only"):
+        Metric.model_validate({"repo": "acme/checkout", "milestone": "v2", "evidence": 3})
+    from connectors.github import reads_past
+    assert reads_past(Metric.model_validate({"search": "repo:a/b is:issue closed:<={as_of}"}))
+    assert not reads_past(Metric.model_validate({"search": SECURITY}))
+    assert reads_past(Metric.model_validate({"repo": "a/b", "aggregate": "releases"}))          # until: the as-of date
+    assert not reads_past(Metric.model_validate({"repo": "a/b", "aggregate": "releases", "until": "2026-12-31"}))
+    assert not reads_past(Metric.model_validate({"repo": "a/b", "milestone": "v2"}))

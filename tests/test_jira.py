@@ -657,3 +657,55 @@ def test_reading_issues_streams_in_constant_memory():
 
     small, large = peak(500), peak(5_000)
     assert large - small < 1024 * 1024, (small, large)
+
+# ---------------------------------------------------------------------------- evidence
+
+
+def p1_issues(base: str, numbers: range) -> list[dict[str, Any]]:
+    return [issue(n, {"summary": f"P1 bug {n}"}, base=base) for n in numbers]
+
+
+def test_data_center_evidence_comes_with_the_count_in_one_call(dc: Site, rsps):
+    jql = "project = PAY AND priority = P1"
+    dc.server_info()
+    rsps.post(f"{DC}{API}/search",
+              match=[matchers.json_params_matcher({"jql": jql, "startAt": 0, "maxResults": 3, "fields": ["summary"]})],
+              json=dc_page(p1_issues(DC, range(1, 4)), 0, 3, 1234))
+    result = measure(dc.source(), [req("kr", jql=jql, evidence=3)])["kr"]
+    assert value_of(result) == 1234                                        # `total`, not the page's length
+    assert result.evidence == ({"key": "PAY-1", "title": "P1 bug 1"}, {"key": "PAY-2", "title": "P1 bug 2"},
+                               {"key": "PAY-3", "title": "P1 bug 3"})
+    assert len(rsps.calls) == 2 and result.calls == 2                      # serverInfo + the count: no extra call
+
+
+def test_cloud_evidence_costs_one_call_per_distinct_query(cloud: Site, rsps):
+    jql = "project = PAY AND priority = P1"
+    cloud.server_info().count(jql, 2)
+    rsps.post(f"{CLOUD}{API}/search/jql",
+              match=[matchers.json_params_matcher({"jql": jql, "fields": ["summary"], "maxResults": 50})],
+              json=cloud_page(p1_issues(CLOUD, range(7, 9))))
+    results = measure(cloud.source(), [req("a", jql=jql, evidence=None), req("b", jql=jql + " ORDER BY key", evidence=20)])
+    assert value_of(results["a"]) == value_of(results["b"]) == 2
+    assert [t["key"] for t in results["a"].evidence] == [t["key"] for t in results["b"].evidence] == ["PAY-7", "PAY-8"]
+    assert len(rsps.calls) == 3                                            # serverInfo, the count, one page of tickets
+
+
+def test_evidence_off_asks_nothing_more_and_a_failed_evidence_call_keeps_the_count(cloud: Site, rsps):
+    cloud.server_info().count("project = PAY", 5).count("project = OPS", 6)
+    rsps.post(f"{CLOUD}{API}/search/jql", status=500, json=errors("Internal server error"))
+    results = measure(cloud.source(), [req("off", jql="project = PAY", evidence=False),
+                                       req("broken", jql="project = OPS", evidence=10)])
+    assert results["off"].evidence is None and value_of(results["off"]) == 5
+    assert value_of(results["broken"]) == 6 and results["broken"].evidence is None
+    assert results["broken"].note.startswith("the tickets behind the count were not read: Jira failed")
+
+
+def test_evidence_only_goes_with_counts():
+    with pytest.raises(ValidationError, match="goes with a count only"):
+        Metric(jql=EPIC, aggregate="sum", field="Story Points", evidence=10)
+    with pytest.raises(ValidationError, match="from 1 to 100"):
+        Metric(jql=EPIC, evidence=500)
+    assert Metric(jql=EPIC).tickets == 50 and Metric(jql=EPIC, evidence=False).tickets == 0
+    assert Metric(jql=EPIC, aggregate="percent_done").tickets == 0
+    assert jira.reads_past(Metric(jql='resolved <= "{as_of}"')) and not jira.reads_past(Metric(jql=EPIC))
+    assert jira.reads_past(Metric(jql_done='status WAS Done ON "{as_of}"', jql_total=EPIC))

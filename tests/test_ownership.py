@@ -16,8 +16,7 @@ from conftest import EXAMPLE
 from connectors import sql_store
 from connectors.sql_store import open_store
 
-AS_OF = "2026-11-20T12:00:00"
-NPS_LINE = 18   # checkout-nps's `- id:` line in config/example.yaml
+NPS_LINE = 19   # checkout-nps's `- id:` line in config/example.yaml
 
 
 def copy_example(tmp_path: Path, name: str, change: tuple[str, str] | None = None) -> Path:
@@ -43,9 +42,9 @@ def runs(tmp_path: Path) -> int:
 def test_a_second_file_defining_a_key_result_differently_is_refused_before_measuring(cli, tmp_path):
     a = copy_example(tmp_path, "a")
     b = copy_example(tmp_path, "b", ("target: 45", "target: 50"))
-    assert cli("run", str(a), "--no-prefect", "--as-of", AS_OF).exit_code == 0
+    assert cli("run", str(a), "--no-prefect").exit_code == 0
 
-    done = cli("run", str(b), "--no-prefect", "--as-of", AS_OF)
+    done = cli("run", str(b), "--no-prefect")
     assert done.exit_code == 2, done.output
     assert f"{b}:{NPS_LINE}: checkout-nps: {a.resolve()}:{NPS_LINE} defines this key result differently" in done.stderr
     assert "pass --take-over to move it to this file" in done.stderr
@@ -58,9 +57,9 @@ def test_take_over_moves_the_key_result_to_the_new_file_and_then_refuses_the_old
     b = copy_example(tmp_path, "b", ("target: 45", "target: 50"))
     survey = tmp_path / "b" / "data" / "survey.csv"
     survey.write_text(survey.read_text().replace("NPS,398,38", "NPS,398,40"))
-    assert cli("run", str(a), "--no-prefect", "--as-of", AS_OF).exit_code == 0
+    assert cli("run", str(a), "--no-prefect").exit_code == 0
 
-    moved = cli("run", str(b), "--no-prefect", "--as-of", AS_OF, "--take-over", "--json")
+    moved = cli("run", str(b), "--no-prefect", "--take-over", "--json")
     assert moved.exit_code == 0, moved.output
     rows = {r["id"]: r for r in json.loads(moved.stdout)["key_results"]}
     assert rows["checkout-nps"]["value"] == 40 and rows["checkout-nps"]["target"] == 50
@@ -68,7 +67,7 @@ def test_take_over_moves_the_key_result_to_the_new_file_and_then_refuses_the_old
         state = store.key_results(["checkout-nps"])[0]
     assert (state.config_file, state.config_line, state.target) == (str(b.resolve()), NPS_LINE, 50)
 
-    back = cli("run", str(a), "--no-prefect", "--as-of", AS_OF)
+    back = cli("run", str(a), "--no-prefect")
     assert back.exit_code == 2
     assert f"{a}:{NPS_LINE}: checkout-nps: {b.resolve()}:{NPS_LINE} defines this key result differently" in back.stderr
     assert [v for v, _ in nps_checkins(tmp_path)] == [38, 40]    # no 38 -> 40 -> 38
@@ -77,10 +76,10 @@ def test_take_over_moves_the_key_result_to_the_new_file_and_then_refuses_the_old
 def test_identical_definitions_in_two_files_and_edits_in_the_owning_file_are_fine(cli, tmp_path):
     a = copy_example(tmp_path, "a")
     b = copy_example(tmp_path, "b")
-    assert cli("run", str(a), "--no-prefect", "--as-of", AS_OF).exit_code == 0
-    assert cli("run", str(b), "--no-prefect", "--as-of", AS_OF).exit_code == 0    # the same definition
+    assert cli("run", str(a), "--no-prefect").exit_code == 0
+    assert cli("run", str(b), "--no-prefect").exit_code == 0    # the same definition
     b.write_text(b.read_text().replace("target: 45", "target: 50", 1))           # b wrote it last: b may change it
-    edited = cli("run", str(b), "--no-prefect", "--as-of", AS_OF, "--json")
+    edited = cli("run", str(b), "--no-prefect", "--json")
     assert edited.exit_code == 0, edited.output
     assert {r["id"]: r["target"] for r in json.loads(edited.stdout)["key_results"]}["checkout-nps"] == 50
 
@@ -88,20 +87,20 @@ def test_identical_definitions_in_two_files_and_edits_in_the_owning_file_are_fin
 def test_a_dry_run_is_not_refused_and_writes_nothing(cli, tmp_path):
     a = copy_example(tmp_path, "a")
     b = copy_example(tmp_path, "b", ("target: 45", "target: 50"))
-    assert cli("run", str(a), "--no-prefect", "--as-of", AS_OF).exit_code == 0
-    assert cli("run", str(b), "--no-prefect", "--as-of", AS_OF, "--dry-run").exit_code == 0
+    assert cli("run", str(a), "--no-prefect").exit_code == 0
+    assert cli("run", str(b), "--no-prefect", "--dry-run").exit_code == 0
     assert runs(tmp_path) == 1
 
 
 def test_the_refusal_through_prefect_is_the_same_and_take_over_works(cli, tmp_path, prefect_harness):
     a = copy_example(tmp_path, "a")
     b = copy_example(tmp_path, "b", ("target: 45", "target: 50"))
-    assert cli("run", str(a), "--no-prefect", "--as-of", AS_OF).exit_code == 0
-    refused = cli("run", str(b), "--prefect", "--as-of", AS_OF)
+    assert cli("run", str(a), "--no-prefect").exit_code == 0
+    refused = cli("run", str(b), "--prefect")
     assert refused.exit_code == 2
     assert f"{b}:{NPS_LINE}: checkout-nps: {a.resolve()}:{NPS_LINE} defines this key result differently" in refused.stderr
     assert runs(tmp_path) == 1
-    moved = cli("run", str(b), "--prefect", "--as-of", AS_OF, "--take-over", "--json")
+    moved = cli("run", str(b), "--prefect", "--take-over", "--json")
     assert moved.exit_code == 0, moved.output
     assert runs(tmp_path) == 2
 
@@ -131,7 +130,7 @@ def test_a_version_1_store_gains_owners_and_its_key_results_are_owned_by_the_nex
         engine.dispose()
 
     b = copy_example(tmp_path, "b", ("target: 45", "target: 50"))
-    upgraded = cli("run", str(b), "--no-prefect", "--as-of", AS_OF, "--store", any_url)
+    upgraded = cli("run", str(b), "--no-prefect", "--store", any_url)
     assert upgraded.exit_code == 0, upgraded.output       # a version-1 row has no owner: nobody is refused
     engine = create_engine(any_url)
     try:
@@ -143,4 +142,4 @@ def test_a_version_1_store_gains_owners_and_its_key_results_are_owned_by_the_nex
         engine.dispose()
     assert tuple(owner) == (str(b.resolve()), NPS_LINE, "Raise checkout NPS from 30 to 45", 50, 0.10, 0.25)
     a = copy_example(tmp_path, "a")
-    assert cli("run", str(a), "--no-prefect", "--as-of", AS_OF, "--store", any_url).exit_code == 2
+    assert cli("run", str(a), "--no-prefect", "--store", any_url).exit_code == 2

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextvars
 import shutil
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ from flows.sync import sync_okrs
 from fast_flows import no_heartbeats  # noqa: F401 - a fixture
 from webhook_receiver import WebhookReceiver
 
-AS_OF = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 CHECKOUT = {"checkout-nps": 38, "checkout-p95": 590, "checkout-success": 97.12}
-GROWTH = {"self-serve-customers": 304, "self-serve-revenue": 24320, "weekly-signups": 55}
+GROWTH = {"self-serve-customers": 304, "self-serve-revenue": 24320, "weekly-signups": 55,
+          "activated-accounts": 266}
 NOTIFY = 'notify: {webhook: "${OKR_PG_TEST_WEBHOOK}", on: [status_change]}\n'
 
 
@@ -28,7 +27,7 @@ NOTIFY = 'notify: {webhook: "${OKR_PG_TEST_WEBHOOK}", on: [status_change]}\n'
 
 @pytest.fixture
 def overlapping(tmp_path: Path) -> tuple[Path, Path]:
-    """The example config (six key results), and a second config with its checkout objective only."""
+    """The example config (seven key results), and a second config with its checkout objective only."""
     shutil.copytree(EXAMPLE.parent / "data", tmp_path / "data")
     text = EXAMPLE.read_text(encoding="utf-8")
     everything, checkout = tmp_path / "company.yaml", tmp_path / "payments.yaml"
@@ -51,7 +50,7 @@ def together(configs: list[Path], store: str, monkeypatch: pytest.MonkeyPatch) -
 
     def run(i: int) -> None:
         try:
-            results[i] = sync_okrs(config_paths=[str(configs[i])], store=store, as_of=AS_OF)
+            results[i] = sync_okrs(config_paths=[str(configs[i])], store=store)
         except BaseException as exc:  # noqa: BLE001 - reported by the asserts below
             results[i] = exc
             barrier.abort()

@@ -18,7 +18,6 @@ from okrsync.errors import ConfigError
 from okrsync.publish import DeliveryResult, PublishError, delivered, failed, kept_manual
 from okrsync.registry import Registry, default_registry
 
-AS_OF = datetime(2026, 11, 15, 12, 0, tzinfo=timezone.utc)
 
 
 class MemoryConfig(BaseModel):
@@ -102,7 +101,7 @@ def run(path, tmp_path, connector, **options):
                        problems=__import__("okrsync.publish", fromlist=["x"]).contract_problems)
     plan = load_plan([path], store=f"sqlite:///{tmp_path / 'okr.db'}", targets=targets)
     services = Services(registry=default_registry(), open_store=open_store, targets=targets)
-    return sync(plan, RunOptions(as_of=AS_OF, **options), services)
+    return sync(plan, RunOptions(**options), services)
 
 
 PUBLISH = "publish:\n  okr-tool: {type: memory}"

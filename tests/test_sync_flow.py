@@ -15,7 +15,16 @@ AS_OF = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
 EXPECTED_VALUES = {
     "checkout-nps": 38, "checkout-p95": 590, "checkout-success": 97.12,
     "self-serve-customers": 304, "self-serve-revenue": 24320, "weekly-signups": 55,
+    "activated-accounts": 234,                           # the rows dated on or before Nov 20
 }
+
+
+@pytest.fixture(autouse=True)
+def now(monkeypatch):
+    """Runs happen at AS_OF (okrsync.engine.now, the engine's clock hook), whenever the suite runs."""
+    from okrsync import engine
+
+    monkeypatch.setattr(engine, "now", lambda: AS_OF)
 
 
 @pytest.fixture
@@ -24,7 +33,7 @@ def store_url(tmp_path):
 
 
 def test_example_syncs_and_second_run_adds_no_duplicates(prefect_harness, store_url):
-    first = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, as_of=AS_OF)
+    first = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url)
     assert first["counts"]["failed"] == 0, [r["error"] for r in first["key_results"]]
     got = {r["id"]: r["value"] for r in first["key_results"]}
     assert got == pytest.approx(EXPECTED_VALUES)
@@ -43,7 +52,7 @@ def test_example_syncs_and_second_run_adds_no_duplicates(prefect_harness, store_
     finally:
         store.close()
 
-    second = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, as_of=AS_OF)
+    second = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url)
     assert second["counts"]["written"] == 0
     assert second["counts"]["unchanged"] == len(EXPECTED_VALUES)
     store = open_store(store_url)
@@ -54,7 +63,7 @@ def test_example_syncs_and_second_run_adds_no_duplicates(prefect_harness, store_
 
 
 def test_dry_run_writes_nothing(prefect_harness, tmp_path, store_url):
-    result = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, dry_run=True, as_of=AS_OF)
+    result = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, dry_run=True)
     assert result["counts"]["synced"] == len(EXPECTED_VALUES)
     assert {r["outcome"] for r in result["key_results"]} == {"dry_run"}
     assert not (tmp_path / "okr.db").exists()
@@ -65,7 +74,7 @@ def test_one_failing_key_result_does_not_stop_the_others(prefect_harness, tmp_pa
     shutil.copytree(EXAMPLE.parent / "data", data)
     config = tmp_path / "broken.yaml"
     config.write_text(EXAMPLE.read_text().replace("metric: {cell: C7}", "metric: {cell: Z99}"))
-    result = sync_okrs(config_paths=[str(config)], store=store_url, as_of=AS_OF)
+    result = sync_okrs(config_paths=[str(config)], store=store_url)
     by_id = {r["id"]: r for r in result["key_results"]}
     assert result["counts"]["failed"] == 1
     assert "Z99" in by_id["checkout-nps"]["error"]
@@ -76,7 +85,7 @@ def test_run_publishes_table_artifact(prefect_harness, store_url):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    result = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, as_of=AS_OF)
+    result = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url)
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["okr-sync-run-example"])))
     assert artifacts, "no okr-sync-run-example artifact"
@@ -96,7 +105,7 @@ def test_okr_sync_log_lines_reach_the_flow_run_log_and_tasks_name_their_source(p
     level = extra.level
     extra.setLevel(logging.INFO)                     # as under `serve` or a worker (the tests run at WARNING)
     try:
-        state = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, as_of=AS_OF, return_state=True)
+        state = sync_okrs(config_paths=[str(EXAMPLE)], store=store_url, return_state=True)
     finally:
         extra.setLevel(level)
     result = state.result()
@@ -110,9 +119,9 @@ def test_okr_sync_log_lines_reach_the_flow_run_log_and_tasks_name_their_source(p
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     messages = [log.message for log in logs]
     assert any(m.startswith("source survey: 1 key results, 0 failed, 1 calls") for m in messages), messages
-    assert any(m.startswith(f"run {result['run_id']}: 6 key results, 6 synced, 0 failed") for m in messages), messages
+    assert any(m.startswith(f"run {result['run_id']}: 7 key results, 7 synced, 0 failed") for m in messages), messages
     names = {t.name.rsplit("-", 1)[0] for t in tasks}
-    assert {"measure survey", "measure signups", "measure metrics", "write-checkins"} <= names, names
+    assert {"measure survey", "measure signups", "measure metrics", "measure activations", "write-checkins"} <= names, names
 
 
 def test_each_config_of_a_run_gets_its_own_artifacts(prefect_harness, tmp_path, store_url):
@@ -131,7 +140,7 @@ def test_each_config_of_a_run_gets_its_own_artifacts(prefect_harness, tmp_path, 
     state = sync_okrs(config_paths=[str(tmp_path / "payments.yaml"), str(tmp_path / "Growth Team.yaml")],
                       store=store_url, as_of=AS_OF, return_state=True)
     result = state.result()
-    assert result["counts"]["written"] == 6
+    assert result["counts"]["written"] == 7
     with get_client(sync_client=True) as client:
         artifacts = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))}
@@ -140,10 +149,10 @@ def test_each_config_of_a_run_gets_its_own_artifacts(prefect_harness, tmp_path, 
     assert [r["key result"] for r in json.loads(artifacts["okr-sync-run-payments"].data)] == [
         "checkout-nps", "checkout-p95", "checkout-success"]
     assert [r["key result"] for r in json.loads(artifacts["okr-sync-run-growth-team"].data)] == [
-        "self-serve-customers", "self-serve-revenue", "weekly-signups"]
+        "self-serve-customers", "self-serve-revenue", "weekly-signups", "activated-accounts"]
     summary = artifacts["okr-sync-summary-growth-team"].data
     assert summary.startswith(f"## okr-sync run {result['run_id']} of growth-team · as of 2026-11-20 12:00 UTC")
-    assert "**3 key results** · 3 synced · 0 failed · 3 check-ins written" in summary
+    assert "**4 key results** · 4 synced · 0 failed · 4 check-ins written" in summary
     assert "checkout-nps" not in summary
     assert artifacts["okr-sync-run-payments"].description == (
         f"okr-sync run {result['run_id']} of payments: 3 synced, 0 failed, 3 check-ins written")
@@ -159,7 +168,7 @@ def test_the_flow_run_is_kept_with_the_run_and_shown_by_history(prefect_harness,
 
     shutil.copytree(EXAMPLE.parent, tmp_path / "config")
     config = str(tmp_path / "config" / "example.yaml")
-    local = json.loads(cli("run", config, "--no-prefect", "--as-of", "2026-11-19T12:00:00", "--json").stdout)
+    local = json.loads(cli("run", config, "--no-prefect", "--as-of", "2026-11-20T06:00:00", "--json").stdout)
     survey = tmp_path / "config" / "data" / "survey.csv"
     survey.write_text(survey.read_text().replace("NPS,398,38", "NPS,398,40"))       # a new value: a new check-in
     done = cli("run", config, "--prefect", "--as-of", AS_OF.isoformat(), "--json")
