@@ -15,7 +15,7 @@ whose `total` stays the exact count); on Cloud, whose count endpoint returns a n
 one more call per distinct query (enhanced `search/jql`, maxResults=N, fields=summary); from the
 issues already read when the same condition is read for a sum.
 
-A metric whose JQL uses `{as_of}` (`resolved <= "{as_of}"`, `status WAS "Done" ON "{as_of}"`) can
+A metric whose JQL uses `{as_of}` (`resolved <= "{as_of} 23:59"`, `status WAS "Done" ON "{as_of}"`) can
 be measured as of a past date (`reads_past`), so `--as-of` and `okr-sync backfill` measure it.
 
 What one run costs, per source: 1 serverInfo call (Cloud or Data Center?); 1 field-list call if

@@ -347,7 +347,7 @@ def backfill(configs: List[Path] = ConfigArgs,
     """Fill the history of every key result that can be measured in the past, at each date from the period
     start to yesterday, as check-ins of kind `backfill`.
 
-    A metric can look back when its query uses {as_of} (Jira `resolved <= "{as_of}"`, GitHub
+    A metric can look back when its query uses {as_of} (Jira `resolved <= "{as_of} 23:59"`, GitHub
     `closed:<={as_of}`) or a spreadsheet metric names a `date_column:`; the others are listed as skipped.
     Running it again writes nothing new. Backfilled check-ins feed history and forecasts; they are not
     sent to publish targets."""
