@@ -58,6 +58,11 @@ class OkrStore(Protocol):
         """The most recent runs, newest first, or those of `run_ids`; every okr_runs column, the Prefect
         flow run (`flow_run_id`, `flow_run_url`) too."""
 
+    def checkin_points(self, kr_ids: Iterable[str] | None = None,
+                       since: datetime | None = None) -> dict[str, list[tuple[datetime, float]]]:
+        """(observed_at, value) of every readable check-in of these key results (all when None) observed
+        at or after `since`, oldest first, by key result: for forecasts and backfill."""
+
     # -- alerts --
     def update_watch(self, *, run_id: str, kr_ids: Iterable[str],
                      decide: Callable[[dict[str, Watch | None]], tuple[list[Watch], list[Alert]]]) -> list[QueuedAlert]: ...

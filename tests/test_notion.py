@@ -25,7 +25,7 @@ from okrsync.registry import Registry, default_registry, default_targets
 TOKEN = "secret_N0tion-Canary-7f3a9c-never-shown"
 TARGETS = Registry({"notion": notion}, kind="publish target", problems=publish.contract_problems)
 EXAMPLE_KRS = ["checkout-nps", "checkout-p95", "checkout-success", "self-serve-customers", "self-serve-revenue",
-               "weekly-signups"]
+               "weekly-signups", "activated-accounts"]
 _CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z]+(?:Error|Exception)\b|Traceback")
 
 
@@ -93,7 +93,7 @@ def test_the_example_config_synced_twice_shows_one_row_per_key_result_and_no_dup
     path, space = example_with_notion(tmp_path, server)
     first = run(path, tmp_path)
     assert first["publish"]["okr-notion"] | {"seconds": 0} == {
-        "type": "notion", "delivered": 6, "kept_manual": 0, "failed": 0, "calls": 18, "seconds": 0, "messages": []}
+        "type": "notion", "delivered": 7, "kept_manual": 0, "failed": 0, "calls": 20, "seconds": 0, "messages": []}
     second = run(path, tmp_path)
     assert second["counts"]["written"] == 0
     assert second["publish"]["okr-notion"]["delivered"] == 0 and second["publish"]["okr-notion"]["calls"] == 0
@@ -111,7 +111,7 @@ def test_the_example_config_synced_twice_shows_one_row_per_key_result_and_no_dup
     checkins = server.rows(space.checkins)
     assert sorted(c["KR id"] for c in checkins) == sorted(EXAMPLE_KRS)      # one check-in row each, none twice
     assert {c["KR id"]: c["Value"] for c in checkins} == {k: measured[k]["value"] for k in EXAMPLE_KRS}
-    assert server.count("PATCH") == 6 and server.count("POST", "/v1/pages") == 6
+    assert server.count("PATCH") == 7 and server.count("POST", "/v1/pages") == 7
     assert server.count(status=429) == 0
 
 
@@ -121,10 +121,10 @@ def test_okr_sync_run_publishes_to_notion_and_a_rerun_sends_nothing(tmp_path, se
     path, space = example_with_notion(tmp_path, server)
     first = cli("run", str(path))
     assert first.exit_code == 0, first.output
-    assert "okr-notion (notion): 6 delivered, 18 call(s)" in first.output
+    assert "okr-notion (notion): 7 delivered, 20 call(s)" in first.output
     second = cli("run", str(path))
     assert second.exit_code == 0 and "okr-notion (notion): 0 delivered, 0 call(s)" in second.output
-    assert len(server.rows(space.checkins)) == 6
+    assert len(server.rows(space.checkins)) == 7
     assert TOKEN not in first.output + second.output
 
 

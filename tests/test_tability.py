@@ -20,7 +20,6 @@ from okrsync.engine import RunOptions, Services, sync
 from okrsync.errors import ConfigError
 from okrsync.registry import Registry, default_registry, default_targets
 
-AS_OF = datetime(2026, 11, 15, 12, 0, tzinfo=timezone.utc)
 TARGETS = Registry({"tability": tability}, kind="publish target", problems=publish.contract_problems)
 WRONG = "wrong-tability-token-987654321"
 
@@ -58,7 +57,7 @@ def write(tmp_path, site: FakeTability, values: dict[str, float], ids: dict[str,
 def run(path: str, tmp_path, **options):
     plan = load_plan([path], store=f"sqlite:///{tmp_path / 'okr.db'}", targets=TARGETS)
     services = Services(registry=default_registry(), open_store=open_store, targets=TARGETS)
-    return sync(plan, RunOptions(as_of=AS_OF, **options), services)
+    return sync(plan, RunOptions(**options), services)
 
 
 def published(result) -> dict:
