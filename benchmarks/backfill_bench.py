@@ -103,7 +103,8 @@ def warm(server: LoadServer, work: Workload) -> None:
                     text = text.replace(placeholder, value)
                 if key.startswith("jql"):
                     server.jira_matching(condition(text))
-                    server.jira_matching(f"({condition(text)}) AND statusCategory = Done")
+                    if kr.metric.get("aggregate") == "percent_done":
+                        server.jira_matching(f"({condition(text)}) AND statusCategory = Done")
                 elif key.startswith("search"):
                     server.github_matching(text)
         day += timedelta(weeks=1)

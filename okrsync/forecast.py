@@ -88,8 +88,9 @@ def daily(points: Iterable[tuple[datetime, float]], period: Period, moment: date
 
 def theil_sen(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """(intercept, slope): the median of pairwise slopes, and the median of y − slope·x."""
-    slopes = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(len(xs)) for j in range(i + 1, len(xs))
-              if xs[j] != xs[i]]
+    slopes: list[float] = []
+    for i, (xi, yi) in enumerate(zip(xs, ys)):
+        slopes.extend([(y - yi) / (x - xi) for x, y in zip(xs[i + 1:], ys[i + 1:]) if x != xi])
     slope = statistics.median(slopes) if slopes else 0.0
     intercept = statistics.median(y - slope * x for x, y in zip(xs, ys))
     return intercept, slope
