@@ -166,3 +166,21 @@ def test_the_forecast_of_the_watch_survives_the_store(tmp_path):
         store.update_watch(run_id="r1", kr_ids=["kr"],
                            decide=lambda previous: ([Watch("kr", status="on_track", seen_at=t0, forecast="at_risk")], []))
         assert store.watches(["kr"])["kr"].forecast == "at_risk"
+
+
+def test_the_forecast_reaches_the_run_artifacts():
+    from flows.artifacts import summary_markdown, table_rows
+
+    row = {"id": "activated", "value": 266.0, "change": 32.0, "previous": 234.0, "baseline": 0.0, "target": 400.0,
+           "progress": 0.665, "expected": 0.65, "status": "on_track", "link": "file:///a.csv", "error": None,
+           "unit": "accounts", "source": "sheet", "forecast": outlook("will_miss"), "forecast_reason": None}
+    bare = {**row, "id": "nps", "forecast": None, "forecast_reason": "needs check-ins on at least 3 days"}
+    result = {"run_id": "r1", "as_of": "2026-11-29T15:00:00+00:00", "dry_run": False, "source_calls": 1, "seconds": 0.2,
+              "counts": {"key_results": 2, "synced": 2, "failed": 0, "written": 2, "unchanged": 0, "kept_manual": 0},
+              "key_results": [row, bare]}
+    rows = table_rows(result)
+    assert (rows[0]["forecast"], rows[0]["forecast range"], rows[0]["forecast status"]) == (
+        380.0, "380 (375–390) will_miss", "will_miss")
+    assert (rows[1]["forecast"], rows[1]["forecast status"]) == (None, None)
+    text = summary_markdown(result)
+    assert "| forecast |" in text and "| 380 (375–390) will_miss |" in text
