@@ -172,6 +172,13 @@ def main() -> None:
     bound = DATES * per_date
     print(f"\nbackfill {first['from']}..{first['to']} weekly: {first['dates']} dates, {c['backfilled']} key results "
           f"backfilled, {c['skipped']} skipped (milestones), {c['written']} check-ins written, {c['failed']} failed")
+    reasons: dict[str, int] = {}
+    for row in first["key_results"]:
+        for failure in row["errors"]:
+            reason = failure["error"].split(":")[0][:90]
+            reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
+        print(f"  failed (first errors of each key result): {n} x {reason}")
     print()
     print("| service | distinct queries a date | dates x distinct | API calls | of which GraphQL |")
     print("|---|---|---|---|---|")
