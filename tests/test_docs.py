@@ -104,9 +104,9 @@ def test_the_store_page_queries_run_on_sqlite(cli, tmp_path):
     assert len(blocks) == 3
     with sqlite3.connect(tmp_path / "okr.db") as db:
         latest, history, runs = (db.execute(sql).fetchall() for sql in blocks)
-    assert len(latest) == 6 and {row[1] for row in latest} >= {"checkout-nps", "weekly-signups"}
+    assert len(latest) == 7 and {row[1] for row in latest} >= {"checkout-nps", "weekly-signups"}
     assert [row[1] for row in history] == [38, 41] and history[1][3:] == ("manual", "survey re-run")
-    assert len(runs) == 1 and runs[0][3:] == (6, 0, 0, 0)
+    assert len(runs) == 1 and runs[0][3:] == (7, 0, 0, 0)
 
 
 def test_the_store_page_queries_run_on_postgresql(cli, pg_url):
@@ -115,7 +115,7 @@ def test_the_store_page_queries_run_on_postgresql(cli, pg_url):
     assert cli("run", str(EXAMPLE), "--store", pg_url).exit_code == 0
     with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://")) as db:
         latest, history, runs = (db.execute(sql).fetchall() for sql in sql_blocks())
-    assert len(latest) == 6 and [row[1] for row in history] == [38] and len(runs) == 1
+    assert len(latest) == 7 and [row[1] for row in history] == [38] and len(runs) == 1
 
 
 def test_example_scheduled_is_the_example_plus_a_schedule():

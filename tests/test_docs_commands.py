@@ -312,7 +312,7 @@ def output_of(shells: Shells, needle: str) -> str:
 
 def check_what_the_page_promises(shells: Shells) -> None:
     validate = output_of(shells, "okr-sync validate")
-    assert "OK: 2 objectives, 6 key results" in validate
+    assert "OK: 2 objectives, 7 key results" in validate
     assert "sync-okrs/example-scheduled-served" in validate and "*/15 * * * * (Europe/Berlin)" in validate
 
     # serve says how to start a run from another shell, with this server's URL
