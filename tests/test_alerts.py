@@ -412,7 +412,7 @@ def test_undelivered_alert_stays_queued_and_goes_out_with_a_later_run(no_heartbe
 
 
 def test_each_alert_links_the_tickets_behind_the_number_and_the_flow_run_that_saw_it(no_heartbeats, tmp_path,
-                                                                                  monkeypatch):
+                                                                                  monkeypatch, run_at):
     """A Jira key result (tests/fake_jira.py on 127.0.0.1) that slips, then fails twice: each alert in
     the webhook post links the issue navigator on the key result's latest JQL and the flow run."""
     open_p1 = "project = PAY AND type = Bug AND priority = P1 AND statusCategory != Done"
@@ -437,7 +437,7 @@ objectives:
     key_results:
       - {{id: open-bugs, title: No open bugs, source: jira, baseline: 20, target: 0, metric: {{jql: '{jql}'}}}}
 """, encoding="utf-8")
-            return sync_okrs(config_paths=[str(config)], store=store, as_of=moment)
+            return sync_okrs(config_paths=[str(config)], store=store, as_of=run_at(moment))
 
         sync(open_p1, T0)                                   # 10 open: 50% of the way, on track
         slipped = sync(open_all, T0 + HOUR)                 # 16 open: 20% of the way, off track

@@ -124,7 +124,7 @@ def test_serve_and_a_work_pool_each_keep_and_run_their_own_deployment(prefect_se
     for db, run in ((served_db, done), (pool_db, pool_done)):
         with open_store(f"sqlite:///{db}") as s:
             (row,) = s.runs()
-            assert row["flow_run_id"] == str(run.id) and row["written"] == 6
+            assert row["flow_run_id"] == str(run.id) and row["written"] == 7
             assert row["flow_run_url"] == f"{prefect_server.api_url[:-len('/api')]}/runs/flow-run/{run.id}"
     # okr-sync's own lines reach each run's log in Prefect: one per source, one for the run
     for run_id, messages in logs.items():

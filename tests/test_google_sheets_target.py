@@ -24,6 +24,15 @@ from okrsync.errors import SourceError
 from okrsync.registry import Registry, default_registry
 
 AS_OF = datetime(2026, 11, 15, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def now(monkeypatch):
+    """Runs happen at AS_OF (okrsync.engine.now, the engine's clock hook), so the statuses sent do not
+    depend on the day the suite runs."""
+    from okrsync import engine
+
+    monkeypatch.setattr(engine, "now", lambda: AS_OF)
 SHEET_ID = "1OkrSheetAbCdEfGhIjKlMnOpQrStUvWxYz0123456"
 HEADER = ["KR id", "Title", "Current", "Progress", "Status", "Last sync", "Source"]
 TARGETS = Registry({"google_sheets": google_sheets_target}, kind="publish target", problems=publish.contract_problems)
@@ -61,7 +70,7 @@ def write_config(tmp_path: Path, google: FakeGoogle, values: dict[str, float], e
 
 def run(path: Path, tmp_path: Path) -> dict:
     plan = load_plan([str(path)], store=f"sqlite:///{tmp_path / 'okr.db'}", targets=TARGETS)
-    return sync(plan, RunOptions(as_of=AS_OF), Services(registry=default_registry(), open_store=open_store,
+    return sync(plan, RunOptions(), Services(registry=default_registry(), open_store=open_store,
                                                         targets=TARGETS))
 
 

@@ -20,6 +20,15 @@ from okrsync.publish import Delivery, idempotency_key
 from okrsync.registry import Registry, default_registry
 
 AS_OF = datetime(2026, 11, 15, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def now(monkeypatch):
+    """Runs happen at AS_OF (okrsync.engine.now, the engine's clock hook), so the statuses sent do not
+    depend on the day the suite runs."""
+    from okrsync import engine
+
+    monkeypatch.setattr(engine, "now", lambda: AS_OF)
 EMAIL, TOKEN = "okr-bot@example.com", "jira-CANARY-t0ken-never-shown"
 TARGETS = Registry({"jira": jira_target}, kind="publish target", problems=publish.contract_problems)
 KEYS = {"a": "OKR-11", "b": "OKR-12", "c": "OKR-13"}
@@ -69,7 +78,7 @@ def write_config(tmp_path: Path, jira: FakeJira, values: dict[str, float], extra
 
 def run(path: Path, tmp_path: Path) -> dict:
     plan = load_plan([str(path)], store=f"sqlite:///{tmp_path / 'okr.db'}", targets=TARGETS)
-    return sync(plan, RunOptions(as_of=AS_OF), Services(registry=default_registry(), open_store=open_store,
+    return sync(plan, RunOptions(), Services(registry=default_registry(), open_store=open_store,
                                                         targets=TARGETS))
 
 
