@@ -129,7 +129,7 @@ def test_serve_and_a_work_pool_each_keep_and_run_their_own_deployment(prefect_se
     # okr-sync's own lines reach each run's log in Prefect: one per source, one for the run
     for run_id, messages in logs.items():
         assert any(m.startswith("source survey: 1 key results, 0 failed, 1 calls") for m in messages), messages
-        assert any(m.startswith("run ") and "6 key results, 6 synced, 0 failed, 6 written" in m for m in messages), messages
+        assert any(m.startswith("run ") and "7 key results, 7 synced, 0 failed, 7 written" in m for m in messages), messages
 
 
 def test_serve_refuses_names_it_did_not_register_in_one_line_each(prefect_server, pool, tmp_path):
