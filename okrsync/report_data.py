@@ -5,7 +5,7 @@
 One pass: the key results (each with its latest check-in), then each one's history for its chart,
 its latest evidence change and its forecast. Plain data out (no HTML, no Slack): okrsync.report_html
 draws it, okrsync.digest words it. The forecast and the evidence change are asked of one function
-each (`forecast_of`, `evidence_change`), so the history module's own versions plug in there.
+each (`forecast_of`: okrsync.forecast; `evidence_change`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from okrsync.records import KeyResultState, StoredCheckin
 STATUS_ORDER = ("off_track", "at_risk", "on_track", "done", "no_data")
 STATUS_LABEL = {"on_track": "on track", "at_risk": "at risk", "off_track": "off track", "done": "done",
                 "no_data": "no data yet"}
-NO_FORECAST = "no forecast yet: the history module (okr-sync backfill, forecasts) is not installed"
 
 
 @dataclass(frozen=True)
@@ -187,17 +186,10 @@ def evidence_change(history: Sequence[StoredCheckin]) -> EvidenceChange | None:
 
 
 def forecast_of(state: KeyResultState, history: Sequence[StoredCheckin], now: datetime) -> tuple[Forecast | None, str | None]:
-    """The key result's period-end forecast from its check-ins, or None and why not.
+    """The key result's period-end forecast from its check-ins, or None and why not: the one place the
+    report and the digest ask for one, of ``okrsync.forecast.of_state`` (the same forecast as `status`)."""
+    from okrsync.forecast import of_state
 
-    The one place the report and the digest ask for a forecast: the history module's
-    ``okrsync.forecast.of_state(state, points, moment) -> (Forecast | None, reason)`` when installed."""
-    try:
-        from okrsync import forecast as module  # type: ignore[attr-defined]
-    except ImportError:
-        return None, NO_FORECAST
-    of_state = getattr(module, "of_state", None)
-    if of_state is None:
-        return None, NO_FORECAST
     points = [(c.observed_at, float(c.value)) for c in history    # type: ignore[arg-type]
               if not c.invalid and c.observed_at is not None and _finite(c.value) is not None]
     return _as_forecast(of_state(state, points, now), state)
@@ -293,4 +285,4 @@ def gather(store: Any, *, kr_ids: Iterable[str] | None = None, now: datetime | N
 
 __all__ = ["Point", "EvidenceChange", "Forecast", "KeyResultView", "ObjectiveView", "ReportData", "gather",
            "view_of", "evidence_change", "forecast_of", "period_label", "count_statuses", "store_errors",
-           "STATUS_ORDER", "STATUS_LABEL", "NO_FORECAST"]
+           "STATUS_ORDER", "STATUS_LABEL"]

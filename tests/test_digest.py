@@ -247,6 +247,7 @@ def test_a_store_with_the_first_alert_tables_gains_the_digest_table(tmp_path):
         store.ensure_watch_schema()
     raw = sqlite3.connect(tmp_path / "old.db")
     raw.execute("DROP TABLE okr_digests")
+    raw.execute("ALTER TABLE okr_watch DROP COLUMN forecast")          # watch version 3's column
     raw.execute("UPDATE okr_meta SET value = '1' WHERE key = 'watch_schema_version'")
     raw.commit()
     raw.close()
@@ -257,5 +258,6 @@ def test_a_store_with_the_first_alert_tables_gains_the_digest_table(tmp_path):
         store.finish_digest("/cfg.yaml", tick, "run-a", delivered=True)
         assert [(d["period"], d["sent_at"] is not None) for d in store.digests("/cfg.yaml")] == [(tick, True)]
     raw = sqlite3.connect(tmp_path / "old.db")
-    assert raw.execute("SELECT value FROM okr_meta WHERE key = 'watch_schema_version'").fetchone() == ("2",)
+    assert raw.execute("SELECT value FROM okr_meta WHERE key = 'watch_schema_version'").fetchone() == ("3",)
+    assert "forecast" in {row[1] for row in raw.execute("PRAGMA table_info(okr_watch)")}
     raw.close()

@@ -105,7 +105,7 @@ COLUMNS = {
     ("okr_watch", "first_seen_at"): "the first run that saw it (UTC)",
     ("okr_watch", "seen_at"): "the moment of the last run applied; an older (back-dated) run never moves it back",
     ("okr_watch", "forecast"): "the last end-of-period forecast status (`will_reach`, `at_risk`, `will_miss`), for "
-                               "`forecast` alerts; empty while the key result has no forecast (watch version 2)",
+                               "`forecast` alerts; empty while the key result has no forecast (watch version 3)",
 
     ("okr_alerts", "id"): "row number",
     ("okr_alerts", "kr_id"): "the key result",
