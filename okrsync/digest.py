@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 
 from okrsync.config import Plan
-from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError
+from okrsync.errors import ConfigError, ConfigIssue
 from okrsync.records import StoredCheckin
 from okrsync.redact import scrub_data
 from okrsync.report_data import (STATUS_LABEL, EvidenceChange, KeyResultView, count_statuses, evidence_change,

@@ -20,7 +20,7 @@ from markupsafe import Markup, escape
 
 from okrsync import report_charts
 from okrsync.report_data import STATUS_LABEL, KeyResultView, ReportData
-from okrsync.report_style import PALETTE, fmt, fmt_unit, pct
+from okrsync.report_style import PALETTE, fmt_unit, pct
 
 TEMPLATES = Path(__file__).parent / "templates" / "report"
 OBJECTIVES_DIR = "objectives"
