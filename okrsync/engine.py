@@ -331,7 +331,7 @@ def sync(plan: Plan, options: RunOptions, services: Services) -> dict[str, Any]:
                                                                store_error)
     if plan.targets:
         if options.dry_run:
-            result["publish"] = delivery.preview(plan, krs, result["key_results"])
+            result["publish"] = delivery.preview(plan, krs, [] if moment < started_at else result["key_results"])
         elif store_error is None:
             published = services.executor.step(
                 "publish", lambda: _publish(plan, services, run_id, [kr.id for kr in krs]))
@@ -431,12 +431,15 @@ def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], 
     try:
         objective_ids = {kr.objective_id for kr in krs}
         flow_run_id, flow_run_url = services.flow_run or (None, None)
+        # a run measured as of a past moment records history; publishing it would set a tool's key
+        # result back to an older value than the one it shows, so only present runs are queued
+        back_dated = any(r.observed_at < started_at for r in records)
         report = store.write_sync(run_id=run_id, started_at=started_at,
                                   objectives=[o for o in plan.objectives if o.id in objective_ids],
                                   key_results=[(owned or {}).get(kr.id) or owned_record(plan, kr) for kr in krs],
                                   checkins=records,
                                   config_files=plan.files, failed=failed,
-                                  publish=delivery.queued_targets(plan, krs),
+                                  publish={} if back_dated else delivery.queued_targets(plan, krs),
                                   flow_run_id=flow_run_id, flow_run_url=flow_run_url)
         return report, dict(report.previous), period_points(store, krs)
     except OkrSyncError as exc:

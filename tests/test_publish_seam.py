@@ -189,3 +189,23 @@ def test_publish_mistakes_are_reported_with_the_file_line_and_fix(tmp_path):
     assert "publish.other" in text and "colour" in text
     assert "a: unknown publish target `okr-tol`" in text
     assert "b: " in text and "`publish: true` is the default" in text
+
+
+def test_a_run_as_of_a_past_date_records_history_but_publishes_nothing(tmp_path):
+    """A check-in measured as of a past day is history: sent to a tool it would set the key result there
+    back to an older value than the one it shows."""
+    tool = Tool()
+    (tmp_path / "weekly.csv").write_text("week,n\n2026-10-05,10\n2026-11-02,20\n", encoding="utf-8")
+    path = tmp_path / "okrs.yaml"
+    path.write_text("period: 2026-Q4\nsources:\n  w: {type: spreadsheet, path: weekly.csv}\n" + PUBLISH + "\n"
+                    "objectives:\n  - id: obj\n    title: Obj\n    key_results:\n"
+                    "      - {id: a, title: a, source: w, metric: {column: n, aggregate: sum, date_column: week}, target: 100}\n",
+                    encoding="utf-8")
+    past = run(str(path), tmp_path, MemoryTarget(tool), as_of=datetime(2026, 10, 20).date())
+    assert past["counts"]["written"] == 1 and past["key_results"][0]["value"] == 10
+    assert past["publish"]["okr-tool"]["delivered"] == 0 and tool.writes == []
+    with open_store(f"sqlite:///{tmp_path / 'okr.db'}") as store:
+        assert store.delivery_states() == []
+    present = run(str(path), tmp_path, MemoryTarget(tool))
+    assert present["publish"]["okr-tool"]["delivered"] == 1
+    assert [(k, v) for k, v, _ in tool.writes] == [("a", 30)]
