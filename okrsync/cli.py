@@ -82,8 +82,14 @@ def validate(configs: List[Path] = ConfigArgs) -> None:
         plan = load_plan(configs)
     except ConfigError as e:
         _fail_config(e)
+    targets = f", {len(plan.targets)} publish targets" if plan.targets else ""
     out.print(f"OK: {len(plan.objectives)} objectives, {len(plan.key_results)} key results, "
-              f"{len(plan.sources)} sources in {', '.join(str(c) for c in configs)}", highlight=False)
+              f"{len(plan.sources)} sources{targets} in {', '.join(str(c) for c in configs)}", highlight=False)
+    from okrsync.delivery import missing_ids
+
+    for lines in missing_ids(plan, plan.key_results).values():   # not mistakes: such key results are skipped
+        for line in lines:
+            out.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -209,3 +209,18 @@ def test_a_run_as_of_a_past_date_records_history_but_publishes_nothing(tmp_path)
     present = run(str(path), tmp_path, MemoryTarget(tool))
     assert present["publish"]["okr-tool"]["delivered"] == 1
     assert [(k, v) for k, v, _ in tool.writes] == [("a", 30)]
+
+
+def test_validate_notes_key_results_a_target_cannot_receive_without_their_id(tmp_path, monkeypatch, cli):
+    from okrsync import registry
+
+    targets = Registry({"memory": NeedsIds(Tool())}, kind="publish target",
+                       problems=__import__("okrsync.publish", fromlist=["x"]).contract_problems)
+    monkeypatch.setattr(registry, "default_targets", lambda: targets)
+    monkeypatch.setattr("okrsync.config.default_targets", lambda: targets)
+    path = write_config(tmp_path, {"a": 10, "b": 20}, "publish:\n  okr-jira: {type: memory}", {"a": "{okr-jira: OKR-12}"})
+    result = cli("validate", path)
+    assert result.exit_code == 0, result.output
+    assert "1 publish targets" in result.output
+    assert "note: b: not published to okr-jira, which needs the key result's id there" in result.output
+    assert "note: a:" not in result.output
