@@ -130,8 +130,9 @@ def status_fault(status: int | None, headers: Mapping[str, str] | None) -> Fault
     return Fault(f"HTTP {status}", asked_wait(headers or {}))
 
 
-def connection_reason(exc: requests.ConnectionError) -> str:
-    """Why a connection failed, in a few words: refused, host not found, TLS, or failed (dropped, reset)."""
+def connection_reason(exc: BaseException) -> str:
+    """Why a connection failed, in a few words: refused, host not found, TLS, or failed (dropped, reset).
+    Read from the error's text, so it serves any HTTP library's connection error (requests, httpx)."""
     text = str(exc).lower()
     if "refused" in text:
         return "connection refused"

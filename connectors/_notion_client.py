@@ -251,7 +251,7 @@ class NotionApi:
             return NotionError(f"Notion did not answer in time when asked to {what}, and may have done it: the next run "
                                "looks before doing it again")
         if isinstance(exc, httpx.ConnectError):
-            reason = _connect_reason(exc)
+            reason = _http.connection_reason(exc)
             return NotionError(f"Notion could not be reached ({reason}): check `base_url` and the network; the "
                                "check-ins stay pending", fatal=True)
         if isinstance(exc, (httpx.HTTPError, _http.CutShort)):
@@ -340,17 +340,6 @@ def _what_body(response: httpx.Response | None) -> str:
     if not text:
         return "an empty answer"
     return f"an answer of type {kind}" if kind else "an answer that is not JSON"
-
-
-def _connect_reason(exc: httpx.ConnectError) -> str:
-    text = str(exc).lower()
-    if "refused" in text:
-        return "connection refused"
-    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
-        return "host not found"
-    if "ssl" in text or "certificate" in text:
-        return "TLS/certificate error"
-    return "connection failed"
 
 
 __all__ = ["API_BASE", "NOTION_VERSION", "PAGE_SIZE", "RATE", "DataSource", "Limiter", "NotionApi", "NotionError",

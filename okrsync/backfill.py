@@ -39,6 +39,7 @@ from okrsync.engine import (
     owned_record,
     prepare_store,
     selected,
+    write_run,
 )
 from okrsync.errors import OkrSyncError
 from okrsync.measure import Measurement, MetricRequest
@@ -245,11 +246,7 @@ def _write(services: Services, plan: Plan, krs: list[PlannedKeyResult], records:
     except OkrSyncError as exc:
         return str(exc)
     try:
-        objective_ids = {kr.objective_id for kr in krs}
-        report = store.write_sync(run_id=run_id, started_at=started_at,
-                                  objectives=[o for o in plan.objectives if o.id in objective_ids],
-                                  key_results=[owned.get(kr.id) or owned_record(plan, kr) for kr in krs],
-                                  checkins=records, config_files=plan.files, failed=failed, publish=None)
+        report = write_run(store, services, plan, krs, records, run_id, started_at, failed, owned, publish=None)
     except OkrSyncError as exc:
         return str(exc)
     finally:

@@ -116,18 +116,7 @@ def run(configs: List[Path] = ConfigArgs,
     """
     _log_to_stderr(logging.INFO if verbose else logging.WARNING)
     moment = _as_of(as_of)
-    try:
-        plan = load_plan(configs, store)
-        if only:
-            unknown = sorted(set(only) - {kr.id for kr in plan.key_results})
-            if unknown:
-                known = ", ".join(kr.id for kr in plan.key_results)
-                err.print(f"error: --only {', '.join(unknown)}: no such key result in the config (known: {known})",
-                          markup=False, soft_wrap=True)
-                raise typer.Exit(2)
-        max_workers()
-    except ConfigError as e:
-        _fail_config(e)
+    plan = _plan_for_run(configs, store, only)
     total = len(only) if only else len(plan.key_results)
     use_prefect = prefect if prefect is not None else prefect_api_url() is not None
     if use_prefect and not dry_run:   # the flow checks too; asking first keeps a refusal to one line, not a task failure
@@ -178,6 +167,24 @@ def _as_of(text: str | None) -> date | datetime | None:
         err.print(f"error: --as-of {text!r} is not a date: write e.g. 2026-11-15 (the end of that day, UTC) or "
                   "2026-11-15T12:00", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def _plan_for_run(configs: List[Path], store: str | None, only: Optional[List[str]]) -> Any:
+    """The configs' plan for `run` and `backfill`: exit 2 on a bad config, an unknown --only id or a bad
+    $OKR_SYNC_MAX_WORKERS, each said in one line."""
+    try:
+        plan = load_plan(configs, store)
+        if only:
+            unknown = sorted(set(only) - {kr.id for kr in plan.key_results})
+            if unknown:
+                known = ", ".join(kr.id for kr in plan.key_results)
+                err.print(f"error: --only {', '.join(unknown)}: no such key result in the config (known: {known})",
+                          markup=False, soft_wrap=True)
+                raise typer.Exit(2)
+        max_workers()
+    except ConfigError as e:
+        _fail_config(e)
+    return plan
 
 
 def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, take_over, advance, verbose) -> dict:
@@ -363,18 +370,7 @@ def backfill(configs: List[Path] = ConfigArgs,
     _log_to_stderr(logging.INFO if verbose else logging.WARNING)
     days = _days(every)
     first, last = _day_option("--from", start), _day_option("--to", end)
-    try:
-        plan = load_plan(configs, store)
-        if only:
-            unknown = sorted(set(only) - {kr.id for kr in plan.key_results})
-            if unknown:
-                known = ", ".join(kr.id for kr in plan.key_results)
-                err.print(f"error: --only {', '.join(unknown)}: no such key result in the config (known: {known})",
-                          markup=False, soft_wrap=True)
-                raise typer.Exit(2)
-        max_workers()
-    except ConfigError as e:
-        _fail_config(e)
+    plan = _plan_for_run(configs, store, only)
     from flows.services import local_services
     from okrsync import engine
 

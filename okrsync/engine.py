@@ -429,23 +429,30 @@ def write_checkins(services: Services, plan: Plan, krs: list[PlannedKeyResult], 
     except OkrSyncError as exc:
         return str(exc)
     try:
-        objective_ids = {kr.objective_id for kr in krs}
-        flow_run_id, flow_run_url = services.flow_run or (None, None)
         # a run measured as of a past moment records history; publishing it would set a tool's key
         # result back to an older value than the one it shows, so only present runs are queued
         back_dated = any(r.observed_at < started_at for r in records)
-        report = store.write_sync(run_id=run_id, started_at=started_at,
-                                  objectives=[o for o in plan.objectives if o.id in objective_ids],
-                                  key_results=[(owned or {}).get(kr.id) or owned_record(plan, kr) for kr in krs],
-                                  checkins=records,
-                                  config_files=plan.files, failed=failed,
-                                  publish={} if back_dated else delivery.queued_targets(plan, krs),
-                                  flow_run_id=flow_run_id, flow_run_url=flow_run_url)
+        report = write_run(store, services, plan, krs, records, run_id, started_at, failed, owned,
+                           publish={} if back_dated else delivery.queued_targets(plan, krs))
         return report, dict(report.previous), period_points(store, krs)
     except OkrSyncError as exc:
         return str(exc)
     finally:
         store.close()
+
+
+def write_run(store: Any, services: Services, plan: Plan, krs: list[PlannedKeyResult], records: list, run_id: str,
+              started_at: datetime, failed: int, owned: dict[str, KeyResultRecord] | None,
+              publish: dict[str, list[tuple[str, str | None]]] | None) -> Any:
+    """One run's objectives, key results (with their owners) and check-ins in the store's one
+    transaction (write_sync), with the Prefect flow run when there is one; the store's WriteReport."""
+    objective_ids = {kr.objective_id for kr in krs}
+    flow_run_id, flow_run_url = services.flow_run or (None, None)
+    return store.write_sync(run_id=run_id, started_at=started_at,
+                            objectives=[o for o in plan.objectives if o.id in objective_ids],
+                            key_results=[(owned or {}).get(kr.id) or owned_record(plan, kr) for kr in krs],
+                            checkins=records, config_files=plan.files, failed=failed, publish=publish,
+                            flow_run_id=flow_run_id, flow_run_url=flow_run_url)
 
 
 def period_points(store: Any, krs: list[PlannedKeyResult]) -> dict[str, list[tuple[datetime, float]]]:

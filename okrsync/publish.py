@@ -34,7 +34,7 @@ import logging
 import traceback
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal, Mapping, Protocol, Sequence
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, TypeVar
 
 from pydantic import BaseModel
 
@@ -44,6 +44,7 @@ from okrsync.redact import scrub
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "okr_sync.targets"
+T = TypeVar("T")
 
 
 class PublishError(OkrSyncError):
@@ -169,35 +170,43 @@ class BatchResult:
     calls: int = 0
 
 
-def deliver_batch(connector: Any, target: Any, deliveries: Sequence[Delivery]) -> BatchResult:
-    """Deliver one target's pending check-ins through its connector: one result per delivery."""
-    results: dict[int, DeliveryResult] = {}
+def _with_client(connector: Any, target: Any, work: Callable[[Any], T]) -> tuple[T | str, int]:
+    """`work(client)` on a client of the target opened for it and closed after: its result, or the one-line
+    reason it failed (a connector bug fails only this target), and the calls the client spent."""
     client = None
     calls = 0
+    outcome: T | str
     try:
         client = connector.connect(target)
-        results = dict(connector.deliver(client, target, list(deliveries)))
+        outcome = work(client)
     except OkrSyncError as exc:
-        results = {d.id: failed(str(exc)) for d in deliveries}
+        outcome = str(exc)
     except Exception as exc:  # noqa: BLE001 - a connector bug fails its batch, never the run
         logger.debug("the %s target raised:\n%s", connector.TYPE, traceback.format_exc())
-        results = {d.id: failed(f"the {connector.TYPE} target failed unexpectedly ({exc.__class__.__name__}); "
-                                "run with --verbose for details") for d in deliveries}
+        outcome = (f"the {connector.TYPE} target failed unexpectedly ({exc.__class__.__name__}); "
+                   "run with --verbose for details")
     finally:
         if client is not None:
             calls = int(getattr(client, "calls", 0) or 0)
             try:
                 client.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing must not lose the outcome
                 logger.debug("closing the %s client failed", connector.TYPE, exc_info=True)
+    return outcome, calls
+
+
+def deliver_batch(connector: Any, target: Any, deliveries: Sequence[Delivery]) -> BatchResult:
+    """Deliver one target's pending check-ins through its connector: one result per delivery."""
+    got, calls = _with_client(connector, target, lambda client: dict(connector.deliver(client, target, list(deliveries))))
+    results = {d.id: failed(got) for d in deliveries} if isinstance(got, str) else got
     out: dict[int, DeliveryResult] = {}
     for d in deliveries:
-        got = results.get(d.id)
-        if not isinstance(got, DeliveryResult):
-            got = failed("the target returned no result for this check-in")
-        if got.message:
-            got = DeliveryResult(got.outcome, scrub(got.message), got.sent_value, got.tool_value)
-        out[d.id] = got
+        one = results.get(d.id)
+        if not isinstance(one, DeliveryResult):
+            one = failed("the target returned no result for this check-in")
+        if one.message:
+            one = DeliveryResult(one.outcome, scrub(one.message), one.sent_value, one.tool_value)
+        out[d.id] = one
     return BatchResult(out, calls)
 
 
@@ -206,24 +215,8 @@ def probe_target(connector: Any, target: Any, key_results: Sequence[tuple[str, s
     problems = list(connector.check(target))
     if problems:
         return [scrub(p) for p in problems], 0
-    client = None
-    calls = 0
-    try:
-        client = connector.connect(target)
-        problems = list(connector.probe(client, target, list(key_results)))
-    except OkrSyncError as exc:
-        problems = [str(exc)]
-    except Exception as exc:  # noqa: BLE001
-        logger.debug("the %s target raised:\n%s", connector.TYPE, traceback.format_exc())
-        problems = [f"the {connector.TYPE} target failed unexpectedly ({exc.__class__.__name__}); run with --verbose"]
-    finally:
-        if client is not None:
-            calls = int(getattr(client, "calls", 0) or 0)
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001
-                pass
-    return [scrub(p) for p in problems], calls
+    got, calls = _with_client(connector, target, lambda client: list(connector.probe(client, target, list(key_results))))
+    return [scrub(p) for p in ([got] if isinstance(got, str) else got)], calls
 
 
 __all__ = ["ENTRY_POINT_GROUP", "PublishError", "Delivery", "DeliveryResult", "BatchResult", "delivered",

@@ -20,20 +20,7 @@ from connectors.sql_store import open_store
 from okrsync.cli import app
 from okrsync.errors import StoreError
 
-CONFIG = """period: 2026-Q4
-sources:
-  survey: {type: spreadsheet, path: survey.csv}
-objectives:
-  - id: checkout
-    title: Make checkout fast
-    key_results:
-      - id: nps
-        title: Raise NPS from 30 to 45
-        source: survey
-        metric: {cell: B2}
-        baseline: 30
-        target: 45
-"""
+from one_kr_config import CONFIG
 
 
 pytestmark = pytest.mark.usefixtures("restored_cli_loggers")
