@@ -130,6 +130,19 @@ def status_fault(status: int | None, headers: Mapping[str, str] | None) -> Fault
     return Fault(f"HTTP {status}", asked_wait(headers or {}))
 
 
+def body_kind(content_type: str | None, text: str, empty: bool) -> str:
+    """What a server sent instead of the JSON asked for, in a few words (never its content): an HTML
+    page (a login or proxy page), an empty answer, or an answer of another type. `text` is the start of
+    the body, `empty` whether it had no bytes."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    start = text.lstrip()[:200].lower()
+    if "html" in kind or start.startswith(("<!doctype html", "<html")):
+        return "an HTML page"
+    if empty:
+        return "an empty answer"
+    return f"an answer of type {kind}" if kind else "an answer that is not JSON"
+
+
 def connection_reason(exc: BaseException) -> str:
     """Why a connection failed, in a few words: refused, host not found, TLS, or failed (dropped, reset).
     Read from the error's text, so it serves any HTTP library's connection error (requests, httpx)."""

@@ -98,13 +98,7 @@ def _quoted(texts: list[str]) -> str:
 def _what_body(response: requests.Response | None) -> str:
     if response is None:
         return "an empty answer"
-    kind = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    text = response.text.lstrip()[:200].lower() if response.text else ""
-    if "html" in kind or text.startswith("<!doctype html") or text.startswith("<html"):
-        return "an HTML page"
-    if not response.content:
-        return "an empty answer"
-    return f"an answer of type {kind}" if kind else "an answer that is not JSON"
+    return _http.body_kind(response.headers.get("Content-Type"), response.text or "", not response.content)
 
 # ---------------------------------------------------------------------------- client
 

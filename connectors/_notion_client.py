@@ -330,16 +330,11 @@ def _says_json(response: httpx.Response | None) -> bool:
 def _what_body(response: httpx.Response | None) -> str:
     if response is None:
         return "no answer"
-    kind = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     try:
-        text = response.text.lstrip()[:200].lower()
+        text = response.text
     except (httpx.ResponseNotRead, UnicodeDecodeError):
         text = ""
-    if "html" in kind or text.startswith(("<!doctype html", "<html")):
-        return "an HTML page"
-    if not text:
-        return "an empty answer"
-    return f"an answer of type {kind}" if kind else "an answer that is not JSON"
+    return _http.body_kind(response.headers.get("Content-Type"), text, not text.strip())
 
 
 __all__ = ["API_BASE", "NOTION_VERSION", "PAGE_SIZE", "RATE", "DataSource", "Limiter", "NotionApi", "NotionError",
