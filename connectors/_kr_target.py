@@ -52,12 +52,10 @@ def newest_per_key(deliveries: Iterable[Delivery], key_of: Callable[[Delivery], 
 
 def judge(d: Delivery, tool_value: float | None, changed_at: datetime | None) -> tuple[policy.Decision, float | None]:
     """okrsync.policy's decision for writing `d` over what the tool shows (`tool_value`, last changed at
-    `changed_at` if the tool says), and the tool's value. The tool already showing `d`'s value is never a
-    conflict, whoever put it there (e.g. a run that wrote it and died before recording the delivery)."""
-    if tool_value is not None and policy.same_value(tool_value, d.value):
-        return "unchanged", tool_value
+    `changed_at` if the tool says), and the tool's value (the tool already showing `d`'s value is unchanged:
+    see policy.in_tool)."""
     current = policy.in_tool(tool_value, changed_at, last_sent_value=d.last_sent_value, last_sent_at=d.last_sent_at,
-                             observed_at=d.observed_at)
+                             observed_at=d.observed_at, delivering=d.value)
     return policy.decide(d.value, current, d.on_manual), tool_value
 
 

@@ -52,16 +52,20 @@ def decide(new_value: float, current: Current | None, on_manual: str = "keep", n
 
 
 def in_tool(tool_value: float | None, tool_changed_at: datetime | None, *, last_sent_value: float | None,
-            last_sent_at: datetime | None, observed_at: datetime) -> Current | None:
+            last_sent_at: datetime | None, observed_at: datetime, delivering: float | None = None) -> Current | None:
     """The value an OKR tool shows, as `decide` needs it (None: the tool shows no value).
 
     It is manual when it is not what okr-sync last wrote there (or okr-sync never wrote there) and the
     tool says it changed after okr-sync's last write there (or, never written, after `observed_at`, the
     moment the value being delivered was measured). A tool that does not say when a value changed
     (`tool_changed_at` None): a value that differs from okr-sync's last write is manual; with no last
-    write, it is not (the first delivery writes)."""
+    write, it is not (the first delivery writes). A tool already showing `delivering`, the value being
+    delivered, is never a person's conflict, whoever put it there (e.g. a run that wrote it and died
+    before recording the delivery): `decide` then finds it unchanged."""
     if tool_value is None or not math.isfinite(tool_value):
         return None
+    if delivering is not None and same_value(tool_value, delivering):
+        return Current(tool_value, manual=False)
     if last_sent_value is not None and same_value(tool_value, last_sent_value):
         return Current(tool_value, manual=False)
     if tool_changed_at is None:
