@@ -227,8 +227,9 @@ def test_validate_notes_key_results_a_target_cannot_receive_without_their_id(tmp
 
 
 def test_a_tool_already_showing_the_value_being_delivered_is_no_manual_conflict():
-    later = AS_OF + timedelta(hours=1)     # changed after okr-sync's last write there: a person's, if it differed
-    shown = policy.in_tool(41.0, later, last_sent_value=38.0, last_sent_at=AS_OF, observed_at=AS_OF, delivering=41.0)
+    then = datetime(2026, 11, 15, 12, 0, tzinfo=timezone.utc)
+    later = then + timedelta(hours=1)      # changed after okr-sync's last write there: a person's, if it differed
+    shown = policy.in_tool(41.0, later, last_sent_value=38.0, last_sent_at=then, observed_at=then, delivering=41.0)
     assert shown == policy.Current(41.0, manual=False) and policy.decide(41.0, shown) == "unchanged"
-    other = policy.in_tool(41.0, later, last_sent_value=38.0, last_sent_at=AS_OF, observed_at=AS_OF, delivering=44.0)
+    other = policy.in_tool(41.0, later, last_sent_value=38.0, last_sent_at=then, observed_at=then, delivering=44.0)
     assert other.manual and policy.decide(44.0, other) == "kept_manual"
