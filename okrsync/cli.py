@@ -236,27 +236,33 @@ def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to t
         except ConfigError as e:
             _fail_config(e)
         url, ids = plan.store_url, [kr.id for kr in plan.key_results]
+    from okrsync import engine
     from okrsync.forecast import as_json as forecast_json
     from okrsync.forecast import of_state
 
+    moment = engine.now()
     with _opened_store(url) as s:
         states = s.key_results(ids)
         deliveries = s.delivery_states(list(plan.targets) if configs else None)
-        starts = [st.period_start for st in states if st.period_start is not None]
-        since = datetime.combine(min(starts), datetime.min.time(), tzinfo=timezone.utc) if starts else None
-        points = s.checkin_points([st.kr_id for st in states], since=since) if states else {}
-    from okrsync import engine
 
-    moment = engine.now()
-    forecasts = {st.kr_id: of_state(st, points.get(st.kr_id, []), moment) for st in states}
-    if as_json:
-        print(json.dumps([{**render.state_json(st), "forecast": forecast_json(forecasts[st.kr_id][0]),
-                           "forecast_reason": forecasts[st.kr_id][1]} for st in states], indent=2, default=str))
-        return
-    if not states:
-        out.print(f"No key results in the store yet ({url}). Run `okr-sync run CONFIG` first.", highlight=False)
-        return
-    render.status_table(out, states, {k: forecast_json(f) for k, (f, _) in forecasts.items()}, show_all=show_all)
+        def forecasts_for(shown: list) -> dict:
+            """The forecasts of the key results shown: their check-ins read in one query, only theirs
+            (a board of 5,000 shows 50 rows; --json and --all show every one)."""
+            starts = [st.period_start for st in shown if st.period_start is not None]
+            since = datetime.combine(min(starts), datetime.min.time(), tzinfo=timezone.utc) if starts else None
+            points = s.checkin_points([st.kr_id for st in shown], since=since) if shown else {}
+            return {st.kr_id: of_state(st, points.get(st.kr_id, []), moment) for st in shown}
+
+        if as_json:
+            forecasts = forecasts_for(states)
+            print(json.dumps([{**render.state_json(st), "forecast": forecast_json(forecasts[st.kr_id][0]),
+                               "forecast_reason": forecasts[st.kr_id][1]} for st in states], indent=2, default=str))
+            return
+        if not states:
+            out.print(f"No key results in the store yet ({url}). Run `okr-sync run CONFIG` first.", highlight=False)
+            return
+        render.status_table(out, states, lambda shown: {k: forecast_json(f) for k, (f, _) in forecasts_for(shown).items()},
+                            show_all=show_all)
     render.delivery_lines(out, deliveries)
 
 

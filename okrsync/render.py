@@ -5,7 +5,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from rich.console import Console
 from rich.markup import escape
@@ -164,10 +164,15 @@ def _state_kind(s: KeyResultState) -> str:
 
 
 def status_table(console: Console, states: list[KeyResultState],
-                 forecasts: dict[str, dict[str, Any] | None] | None = None, show_all: bool = False) -> None:
+                 forecasts: Mapping[str, dict[str, Any] | None]
+                 | Callable[[list[KeyResultState]], Mapping[str, dict[str, Any] | None]] | None = None,
+                 show_all: bool = False) -> None:
     """Every key result with its last check-in and its forecast; over SUMMARY_ROWS of them, counts by
-    status and the ones that need attention first (`show_all`: every row)."""
+    status and the ones that need attention first (`show_all`: every row). `forecasts` by key result
+    id, or a function giving those of the rows shown (so a large board forecasts only what it shows)."""
     rows = _summarised(console, states, _state_kind, show_all)
+    if callable(forecasts):
+        forecasts = forecasts(rows)
     title = "OKR status" + (f": the {len(rows)} needing attention first" if len(rows) < len(states) else "")
     table = Table(title=title, title_justify="left")
     for col in ("objective", "key result", "last value", "baseline → target", "progress", "status", "forecast", "updated"):

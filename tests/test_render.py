@@ -85,6 +85,22 @@ def test_a_large_status_board_shows_counts_then_those_needing_attention():
     assert len(ids_in(everything)) == 200
 
 
+def test_a_large_status_board_forecasts_only_the_rows_it_shows():
+    states = [state(i, STATUSES[i % len(STATUSES)]) for i in range(200)]
+    asked: list[list[str]] = []
+
+    def forecasts_for(rows):
+        asked.append([s.kr_id for s in rows])
+        return {s.kr_id: {"value": 9.5, "low": 9.0, "high": 10.0, "status": "at_risk"} for s in rows}
+
+    text = shown(lambda c: render.status_table(c, states, forecasts_for))
+    assert len(asked) == 1 and asked[0] == ids_in(text) and len(asked[0]) == render.SUMMARY_ROWS
+    assert text.count("9.5 (9–10) at_risk") == render.SUMMARY_ROWS
+    asked.clear()
+    everything = shown(lambda c: render.status_table(c, states, forecasts_for, show_all=True))
+    assert len(asked[0]) == 200 and everything.count("at_risk") >= 200
+
+
 def test_artifacts_of_a_large_run_hold_those_needing_attention_first_and_say_how_many_in_all():
     from flows import artifacts
 
