@@ -12,7 +12,7 @@ import math
 import os
 import re
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
@@ -192,9 +192,13 @@ def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, take_over
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
     from flows.sync import prepared, sync_okrs
+    from flows.temporary_server import temporary_server
+    from prefect.settings import PREFECT_API_URL
 
     try:
-        with prepared(plan, advance) as handed:
+        # no Prefect API configured: Prefect's temporary server, in a process of its own (Prefect would load
+        # its server code into this one to start it)
+        with temporary_server() if not PREFECT_API_URL.value() else nullcontext(), prepared(plan, advance) as handed:
             # the flow uses the plan handed over; its parameters (shown in the UI) get the URL masked
             counts = sync_okrs(config_paths=[str(c) for c in configs], store=masked_url(store) if store else None,
                                dry_run=dry_run, only=only or None, as_of=as_of, deadline=deadline,

@@ -126,3 +126,20 @@ def test_the_report_gives_each_key_results_value_before_the_run(url):
                                     checkin(krs[3].id, 1, later)], "run")
         assert report.previous == {krs[0].id: 10, krs[1].id: 11, krs[2].id: 12}
         assert (report.written, report.unchanged) == ([krs[0].id, krs[3].id], [krs[2].id])
+
+
+def test_a_large_run_queues_each_key_results_own_check_in_across_write_chunks(url):
+    from connectors.sql_store.store import WRITE_CHUNK
+
+    krs = records(2 * WRITE_CHUNK + 7)
+    values = {k.id: float(i) for i, k in enumerate(krs)}
+    with open_store(url) as store:
+        report = store.write_sync(run_id="big", started_at=T0, objectives=[ObjectiveRecord(f"obj-{i}", f"O {i}") for i in range(7)],
+                                  key_results=krs, checkins=[checkin(k.id, values[k.id], T0) for k in krs],
+                                  config_files=["okrs.yaml"], failed=0,
+                                  publish={k.id: [("okr-hook", None)] for k in krs if values[k.id] % 2 == 0})
+        assert len(report.written) == len(krs) and report.queued == WRITE_CHUNK + 4
+        claimed = store.claim_deliveries("run-a", ["okr-hook"])
+        assert len(claimed) == WRITE_CHUNK + 4
+        assert all(d.value == values[d.kr_id] for d in claimed)          # each queued row points at its own check-in
+        assert {s.kr_id: s.last.value for s in store.key_results()} == values

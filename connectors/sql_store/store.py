@@ -87,6 +87,7 @@ SQLITE_BUSY_TIMEOUT = 30.0      # seconds a writer waits for another writer's lo
 POSTGRES_CONNECT_TIMEOUT = 10   # seconds
 SCHEMA_LOCK_KEY = 0x6F6B7273796E63  # PostgreSQL advisory lock held while migrating ("okrsync")
 DEADLOCK_ATTEMPTS = 3           # tries of a write PostgreSQL aborted as a deadlock victim
+WRITE_CHUNK = 500              # rows a write statement carries: a run of 5,000 key results writes in tenths
 
 T = TypeVar("T")
 
@@ -275,14 +276,15 @@ class SqlStore(AlertQueue, Outbox):
             def insert_pending() -> None:
                 # the new ids are needed only to queue check-ins for publish targets
                 queued = [r for r in pending if (publish or {}).get(r.kr_id)]
-                if queued:
+                plain = [r for r in pending if not (publish or {}).get(r.kr_id)]
+                for i in range(0, len(queued), WRITE_CHUNK):
+                    part = queued[i:i + WRITE_CHUNK]
                     new_ids = conn.execute(
                         checkins_table.insert().returning(checkins_table.c.id, sort_by_parameter_order=True),
-                        [checkin_row(record, now) for record in queued]).scalars().all()
-                    written.extend(zip(new_ids, queued))
-                plain = [checkin_row(r, now) for r in pending if not (publish or {}).get(r.kr_id)]
-                if plain:
-                    conn.execute(checkins_table.insert(), plain)
+                        [checkin_row(record, now) for record in part]).scalars().all()
+                    written.extend(zip(new_ids, part))
+                for i in range(0, len(plain), WRITE_CHUNK):
+                    conn.execute(checkins_table.insert(), [checkin_row(r, now) for r in plain[i:i + WRITE_CHUNK]])
                 pending.clear()
 
             for record in checkins:
@@ -581,7 +583,8 @@ class SqlStore(AlertQueue, Outbox):
             index_elements=[table.c[key]],
             set_={name: stmt.excluded[name] for name in rows[0] if name != key},
         )
-        conn.execute(stmt, rows)
+        for i in range(0, len(rows), WRITE_CHUNK):    # a few hundred rows a statement: a run's memory stays small
+            conn.execute(stmt, rows[i:i + WRITE_CHUNK])
 
     def _unknown_kr(self, conn: Connection, kr_id: str) -> StoreError:
         known = list(conn.scalars(select(key_results_table.c.id).order_by(key_results_table.c.id)))
