@@ -313,7 +313,8 @@ class JiraApi:
         """Issues matching `jql`, and the first `n` of them as evidence ({"key", "title"}), or the
         SourceError that kept them from being read (the count stands). Data Center: one call, the
         count's own (`total` is exact whatever maxResults asks); Cloud, whose count endpoint gives a
-        number only: the count, then one enhanced-search page of `n` issues with their summary."""
+        number only: one enhanced-search page of `n` issues with their summary, which is the count
+        too when it is the last page (every matching issue on it), else the count endpoint after it."""
         what = f"the JQL {jql!r}"
         if not self.cloud:
             body = self._dc_search(what, {"jql": jql, "startAt": 0, "maxResults": n, "fields": ["summary"]})
@@ -326,14 +327,16 @@ class JiraApi:
                 raise SourceError(f"Jira answered {SEARCH} with {bad} for {what}: not stored; check `url:` "
                                   f"({self.url}) and run again") from None
             return total, _tickets(body, SEARCH, n)
-        total = self.count(jql)
         path = "/rest/api/2/search/jql"
         try:
             body = self._call(what, path, lambda: self._jira._get_json(
                 "search/jql", params={"jql": jql, "fields": ["summary"], "maxResults": n}, use_post=True))
-            return total, _tickets(body, path, n)
         except SourceError as error:
-            return total, error
+            return self.count(jql), error
+        tickets = _tickets(body, path, n)
+        everything = (isinstance(tickets, list) and body.get("isLast") is True and not body.get("nextPageToken")
+                      and len(_issues_of(body, path)) <= n)
+        return (len(_issues_of(body, path)) if everything else self.count(jql)), tickets
 
     def pages(self, jql: str, fields: list[str], expand: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """The issues matching `jql`, a page at a time, with only `fields` (and `expand`, e.g. "editmeta")."""

@@ -12,8 +12,10 @@ auth) or `token:` alone (Data Center personal access token, bearer). A key resul
 A `count` keeps the tickets behind it with each check-in (`evidence: N`, default 50, `false` for
 none): on Data Center from the count's own call (`search` with maxResults=N and fields=summary,
 whose `total` stays the exact count); on Cloud, whose count endpoint returns a number only, from
-one more call per distinct query (enhanced `search/jql`, maxResults=N, fields=summary); from the
-issues already read when the same condition is read for a sum.
+a page of enhanced `search/jql` (maxResults=N, fields=summary) asked first: when it is the last page
+it holds every matching issue and is the count too (one call), else the count endpoint follows (one
+call more than a count without evidence); from the issues already read when the same condition is
+read for a sum.
 
 A metric whose JQL uses `{as_of}` (`resolved <= "{as_of} 23:59"`, `status WAS "Done" ON "{as_of}"`) can
 be measured as of a past date (`reads_past`), so `--as-of` and `okr-sync backfill` measure it.

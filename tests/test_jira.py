@@ -678,16 +678,28 @@ def test_data_center_evidence_comes_with_the_count_in_one_call(dc: Site, rsps):
     assert len(rsps.calls) == 2 and result.calls == 2                      # serverInfo + the count: no extra call
 
 
-def test_cloud_evidence_costs_one_call_per_distinct_query(cloud: Site, rsps):
+def test_cloud_evidence_that_holds_every_issue_is_the_count_too(cloud: Site, rsps):
     jql = "project = PAY AND priority = P1"
-    cloud.server_info().count(jql, 2)
+    cloud.server_info().count(jql, 999)                                    # would be wrong if it were asked
     rsps.post(f"{CLOUD}{API}/search/jql",
               match=[matchers.json_params_matcher({"jql": jql, "fields": ["summary"], "maxResults": 50})],
               json=cloud_page(p1_issues(CLOUD, range(7, 9))))
     results = measure(cloud.source(), [req("a", jql=jql, evidence=None), req("b", jql=jql + " ORDER BY key", evidence=20)])
-    assert value_of(results["a"]) == value_of(results["b"]) == 2
+    assert value_of(results["a"]) == value_of(results["b"]) == 2           # the last page's issues, all of them
     assert [t["key"] for t in results["a"].evidence] == [t["key"] for t in results["b"].evidence] == ["PAY-7", "PAY-8"]
-    assert len(rsps.calls) == 3                                            # serverInfo, the count, one page of tickets
+    assert len(rsps.calls) == 2 and results["a"].calls == 2                # serverInfo, one page: no count call
+    assert not any("approximate-count" in c.request.url for c in rsps.calls)
+
+
+def test_cloud_evidence_of_more_issues_than_it_shows_costs_one_call_more_than_the_count(cloud: Site, rsps):
+    jql = "project = PAY"
+    cloud.server_info().count(jql, 1234)
+    rsps.post(f"{CLOUD}{API}/search/jql",
+              match=[matchers.json_params_matcher({"jql": jql, "fields": ["summary"], "maxResults": 3})],
+              json=cloud_page(p1_issues(CLOUD, range(1, 4)), next_token="more"))
+    result = measure(cloud.source(), [req("kr", jql=jql, evidence=3)])["kr"]
+    assert value_of(result) == 1234 and [t["key"] for t in result.evidence] == ["PAY-1", "PAY-2", "PAY-3"]
+    assert len(rsps.calls) == 3 and result.calls == 3                      # serverInfo, the page, the count
 
 
 def test_evidence_off_asks_nothing_more_and_a_failed_evidence_call_keeps_the_count(cloud: Site, rsps):
