@@ -39,7 +39,8 @@ from okrsync.redact import server_text
 
 logger = logging.getLogger(__name__)
 
-CLOUD_PAGE_SIZE = 100          # enhanced search: 100 issues a page once fields beyond id/key are asked
+CLOUD_PAGE_SIZE = 5000         # enhanced search's documented most; Jira answers fewer when fields are asked
+                               # (100 a page once fields beyond id/key are, today) and the pages say so
 DC_PAGE_SIZE = 1000            # Data Center caps maxResults at jira.search.views.default.max (1000)
 FATAL_STATUSES = frozenset({401, 403, 404, 410})
 POLICY = _http.DEFAULT
