@@ -38,6 +38,7 @@ summary kr=5000 files=50 calls=<n> calls_vs_one_file=<r> wall_vs_floor=<w> own_s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -116,17 +117,22 @@ def client_run(configs: list[str], store: str, prefect: bool, out_file: str) -> 
     timers = _Timers()
     captured: dict[str, Any] = {}
     prefect_start = prefect_run = 0.0
+    server = contextlib.ExitStack()
     if prefect:
         from prefect import flow
 
         import flows.artifacts as artifacts
         import flows.sync as flow_module
+        from flows.temporary_server import temporary_server
 
         @flow(name="bench-warm-up")
         def warm_up() -> int:
             return 1
 
         started = time.perf_counter()
+        # the temporary server the CLI starts when no Prefect API is configured, started here first (not
+        # counted) and kept for the run, which finds it configured and uses it
+        server.enter_context(temporary_server())
         warm_up()
         prefect_start = time.perf_counter() - started
         started = time.perf_counter()
@@ -156,7 +162,7 @@ def client_run(configs: list[str], store: str, prefect: bool, out_file: str) -> 
     rss_before = _rss_mb()
     args = ["run", *configs, "--store", store, "--prefect" if prefect else "--no-prefect"]
     stdout = sys.stdout
-    with open(out_file, "w", encoding="utf-8") as sink:
+    with server, open(out_file, "w", encoding="utf-8") as sink:
         sys.stdout = sink
         started = time.perf_counter()
         try:

@@ -111,6 +111,13 @@ def moment(raw: Any) -> datetime | None:
         return as_utc(raw)
     if not isinstance(raw, str):
         return None
+    return _moment_text(raw)
+
+
+@lru_cache(maxsize=4096)
+def _moment_text(raw: str) -> datetime | None:
+    """A timestamp read as text, parsed once: every check-in of a run shares its moment, so a read of
+    150,000 check-ins holds a few hundred distinct ones (datetimes are immutable, sharing is safe)."""
     text_ = raw.strip()
     if text_.endswith(" BC"):
         return None
