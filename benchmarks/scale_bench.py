@@ -6,8 +6,9 @@
 
 Against the project's load server (tests/loadserver: Jira Cloud and GitHub over a generated
 dataset, every answer delayed `--latency`, rate limits off) it runs `okr-sync run CONFIG... --prefect`
-exactly as the CLI does (typer's app called in a client process of its own, a temporary Prefect
-server started there first and not counted), for:
+exactly as the CLI does (typer's app called in a client process of its own; the temporary Prefect
+server the CLI starts when no Prefect API is configured, flows/temporary_server.py, started there
+first, not counted, and used by the run), for:
 
 - 500 key results in one file (the sync benchmark's largest size);
 - 5,000 key results in one file;
@@ -17,7 +18,7 @@ server started there first and not counted), for:
 
 Each row gives the wall time of the command (config load to the printed table), the API calls the
 server counted, peak RSS (ru_maxrss of the client process; Prefect's temporary server runs in a
-process of its own), and a phase breakdown taken by wrapping okr-sync's own functions:
+process of its own, and its code is never loaded into the client's), and a phase breakdown taken by wrapping okr-sync's own functions:
 config load, the store check before measuring, measuring (first batch started to last batch
 done), assessment, the store write, the summary, artifacts, the table, and the flow run's time
 around the engine (`flow_overhead`: Prefect's start and end of the run, its task runs and results);
