@@ -79,8 +79,8 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str, deadline: float) -
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-    raise ServerDidNotStart("the temporary Prefect server did not answer within "
-                            f"{os.environ.get('PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS', 'its start-up')} s")
+    raise ServerDidNotStart("the temporary Prefect server did not answer in time (raise "
+                            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or set PREFECT_API_URL to a running server)")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -44,3 +44,18 @@ def test_a_prefect_run_without_a_configured_api_starts_prefects_server_outside_t
     assert probe["server_modules"] == []                  # Prefect's server code stayed out of the run's process
     assert probe["children"] == 0                         # and the server was stopped before the command returned
     assert "Traceback" not in done.stderr and "Stopping temporary server" not in done.stderr
+
+
+def test_a_temporary_server_that_does_not_answer_in_time_is_one_line_and_leaves_nothing_running(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "OKR_SYNC_STORE"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="0", PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", PROBE, "run", str(REPO / "config" / "example.yaml"), "--prefect",
+                           "--store", f"sqlite:///{tmp_path / 'okr.db'}"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    probe = json.loads(done.stderr.split("PROBE ")[-1])
+    said = done.stderr.split("PROBE ")[0].strip()
+    assert probe["code"] == 1 and probe["children"] == 0
+    assert "temporary Prefect server did not answer in time" in said and "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in said
+    assert len(said.splitlines()) == 1 and "Traceback" not in done.stderr
+    assert "check-ins written" not in done.stdout                        # nothing was run
