@@ -107,7 +107,7 @@ def temporary_server() -> Iterator[str]:
     """Start Prefect's temporary server in a process of its own and point this process's Prefect at it
     for the block; yields its API URL. ServerDidNotStart (with the server's last log line) if it does not
     answer within PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS."""
-    from prefect.settings import (PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    from prefect.settings import (PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, PREFECT_UI_URL,
                                   temporary_settings)
 
     deadline = time.monotonic() + float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
@@ -128,7 +128,8 @@ def temporary_server() -> Iterator[str]:
             raise ServerDidNotStart(f"{failed} ({_last_line(log)})") from None
         token = _current.set(url)
         try:
-            with temporary_settings(updates={PREFECT_API_URL: url}):
+            # no UI address: the server serves none, and stops with the command (Prefect says the same of its own)
+            with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ""}):
                 try:
                     yield url
                 finally:
