@@ -193,9 +193,10 @@ def test_connection_reset_mid_response_is_retried(prefect_harness, tmp_path, mon
 
 def test_read_timeout_is_retried(prefect_harness, tmp_path, monkeypatch, caplog, capfd):
     with local_site(monkeypatch) as server:
-        server.inject(Fault(kind="delay", seconds=1.5, service="jira", path="/rest/api/2/search/approximate-count"),
-                      Fault(kind="delay", seconds=1.5, service="github", path="/api/graphql"))
-        config, url = write_config(tmp_path, server, jira_timeout=0.5, github_timeout=1), store_url(tmp_path)
+        # timeouts well above a busy machine's normal answer, delays well above the timeouts
+        server.inject(Fault(kind="delay", seconds=4, service="jira", path="/rest/api/2/search/approximate-count"),
+                      Fault(kind="delay", seconds=4, service="github", path="/api/graphql"))
+        config, url = write_config(tmp_path, server, jira_timeout=2, github_timeout=2), store_url(tmp_path)
         result = sync(config, url)
         assert server.faults == [] and len(server.waits) == 2
         check_run(result, may_fail=set())
