@@ -9,7 +9,9 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from okrsync.errors import SourceError
 from okrsync.refs import SecretRef
@@ -38,6 +40,15 @@ def parse_spreadsheet(text: str) -> tuple[str, int | None]:
                          "sheet is open, like https://docs.google.com/spreadsheets/d/<id>/edit#gid=0")
     gid = _GID.search(text)
     return match["id"], int(gid[1]) if gid else None
+
+
+def _spreadsheet_ref(text: str) -> str:
+    parse_spreadsheet(text)             # ValueError: what to paste instead
+    return text.strip()
+
+
+# `spreadsheet:` as the source and the publish target take it: a pasted URL or a bare id, checked, stripped
+SpreadsheetRef = Annotated[str, AfterValidator(_spreadsheet_ref)]
 
 
 def http_base(value: str) -> str:

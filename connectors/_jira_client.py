@@ -335,9 +335,11 @@ class JiraApi:
         except SourceError as error:
             return self.count(jql), error
         tickets = _tickets(body, path, n)
-        everything = (isinstance(tickets, list) and body.get("isLast") is True and not body.get("nextPageToken")
-                      and len(_issues_of(body, path)) <= n)
-        return (len(_issues_of(body, path)) if everything else self.count(jql)), tickets
+        if isinstance(tickets, list) and body.get("isLast") is True and not body.get("nextPageToken"):
+            issues = _issues_of(body, path)
+            if len(issues) <= n:
+                return len(issues), tickets
+        return self.count(jql), tickets
 
     def pages(self, jql: str, fields: list[str], expand: str | None = None) -> Iterator[list[dict[str, Any]]]:
         """The issues matching `jql`, a page at a time, with only `fields` (and `expand`, e.g. "editmeta")."""

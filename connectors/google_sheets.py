@@ -31,7 +31,7 @@ from requests import Session
 
 from connectors._gsheets_client import (API_BASE, EXPORT_BASE, CallCounter, SheetsApi, Tab, TabNotExported,
                                         export_csv, public_session, sheet_label)
-from connectors._gsheets_key import http_base, key_info, key_reference, parse_spreadsheet
+from connectors._gsheets_key import SpreadsheetRef, http_base, key_info, key_reference, parse_spreadsheet
 from connectors._tabular import (Answer, SheetLabel, SheetPass, TabularMetric, column_index, column_letter,
                                  match_sheet, quote_sheet)
 from okrsync.contract import ShareLink, run_batch
@@ -65,7 +65,7 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal[TYPE]
-    spreadsheet: str = Field(description="The spreadsheet's URL (from the address bar) or its id; a #gid= in the "
+    spreadsheet: SpreadsheetRef = Field(description="The spreadsheet's URL (from the address bar) or its id; a #gid= in the "
                                          "URL picks the tab used when a key result names no `sheet:`")
     service_account: ConfigPath | SecretRef | None = Field(
         None, description="A service-account JSON key: a file (relative to the config file), \"${ENV}\" or "
@@ -81,12 +81,6 @@ class SourceConfig(BaseModel):
     link: ShareLink | None = None
     api_base: SkipJsonSchema[str] = Field(API_BASE, description="Sheets API endpoint (tests only)")
     export_base: SkipJsonSchema[str] = Field(EXPORT_BASE, description="CSV export endpoint (tests only)")
-
-    @field_validator("spreadsheet")
-    @classmethod
-    def _parsable(cls, value: str) -> str:
-        parse_spreadsheet(value)
-        return value.strip()
 
     @field_validator("service_account", mode="before")
     @classmethod

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from connectors._gsheets_client import API_BASE, READ_WRITE_SCOPES, CallCounter, SheetsApi, sheet_label
-from connectors._gsheets_key import http_base, key_info, key_reference, parse_spreadsheet
+from connectors._gsheets_key import SpreadsheetRef, http_base, key_info, key_reference, parse_spreadsheet
 from connectors._kr_target import STATUS_LABELS, Group, judge, newest_per_key, settle
 from connectors._tabular import column_letter, quote_sheet
 from okrsync import policy
@@ -88,7 +88,7 @@ class TargetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal[TYPE]
-    spreadsheet: str = Field(description="The spreadsheet's URL (from the address bar) or its id")
+    spreadsheet: SpreadsheetRef = Field(description="The spreadsheet's URL (from the address bar) or its id")
     sheet: str = Field(description="The tab holding the key results, e.g. OKRs")
     service_account: ConfigPath | SecretRef = Field(
         description="A service-account JSON key: a file (relative to the config file), \"${ENV}\" or {secret: NAME}. "
@@ -98,12 +98,6 @@ class TargetConfig(BaseModel):
                                         description="The column each part of a check-in goes to, by header")
     header_row: int = Field(1, ge=1, description="The row holding the column headers (1 = first row)")
     api_base: SkipJsonSchema[str] = Field(API_BASE, description="Sheets API endpoint (tests only)")
-
-    @field_validator("spreadsheet")
-    @classmethod
-    def _parsable(cls, value: str) -> str:
-        parse_spreadsheet(value)
-        return value.strip()
 
     @field_validator("sheet", "match")
     @classmethod

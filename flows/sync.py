@@ -189,7 +189,5 @@ def this_flow_run() -> tuple[str, str | None]:
     from prefect.context import get_run_context
     from prefect.utilities.urls import url_for
 
-    from flows import temporary_server
-
     run = get_run_context().flow_run
-    return str(run.id), None if temporary_server.current() else url_for(run)
+    return str(run.id), url_for(run)

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -25,16 +24,8 @@ PORT_IN_USE = 3                  # uvicorn's exit code when the port was taken m
 STOP_SECONDS = 5.0               # SIGTERM, then SIGKILL after this long (as Prefect does)
 DRAIN_SECONDS = 10.0             # the run's logs and events sent before the server stops
 
-_current: ContextVar[str | None] = ContextVar("okr_sync_temporary_prefect_api", default=None)
-
-
 class ServerDidNotStart(RuntimeError):
     """The temporary server did not answer /health in time, or exited."""
-
-
-def current() -> str | None:
-    """The API URL of the temporary server this run uses, or None (a configured server, or none)."""
-    return _current.get()
 
 
 def _free_port() -> int:
@@ -57,27 +48,28 @@ def _start(port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
 
 
 def _last_line(log: IO[bytes]) -> str:
+    """The server's last log line, fit to quote (secrets scrubbed, one line, bounded)."""
+    from okrsync.redact import server_text
+
     log.seek(0)
-    lines = [ln.strip() for ln in log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "nothing logged"
+    lines = [ln for ln in log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    return server_text(lines[-1]) if lines else "nothing logged"
 
 
 def _wait_healthy(process: subprocess.Popen[bytes], url: str, deadline: float) -> bool:
-    """True once /health answers 200; False if the process exited with PORT_IN_USE; raises otherwise."""
-    import httpx
+    """True once Prefect's client finds the API healthy; False if the process exited with PORT_IN_USE;
+    raises otherwise."""
+    from prefect.client.orchestration import SyncPrefectClient
 
-    with httpx.Client(timeout=2.0) as client:
+    with SyncPrefectClient(url, httpx_settings={"timeout": 2.0}) as client:
         while time.monotonic() < deadline:
             code = process.poll()
             if code == PORT_IN_USE:
                 return False
             if code is not None:
                 raise ServerDidNotStart(f"the temporary Prefect server exited with code {code}")
-            try:
-                if client.get(f"{url}/health").status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
+            if client.api_healthcheck() is None:
+                return True
             time.sleep(0.1)
     raise ServerDidNotStart("the temporary Prefect server did not answer in time (raise "
                             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or set PREFECT_API_URL to a running server)")
@@ -126,17 +118,30 @@ def temporary_server() -> Iterator[str]:
             if process is not None and process.poll() is None:
                 _stop(process)
             raise ServerDidNotStart(f"{failed} ({_last_line(log)})") from None
-        token = _current.set(url)
         try:
-            # no UI address: the server serves none, and stops with the command (Prefect says the same of its own)
+            # no UI address: the server serves none and stops with the command, so flow runs get no page
+            # (Prefect's url_for answers None), as under Prefect's own temporary server
             with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ""}):
                 try:
                     yield url
                 finally:
                     _drain()
         finally:
-            _current.reset(token)
             _stop(process)
 
 
-__all__ = ["temporary_server", "current", "ServerDidNotStart"]
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str]:
+    """The Prefect API a run reports to for the block: the one configured (PREFECT_API_URL, a profile),
+    else a temporary server started for it (`temporary_server`)."""
+    from prefect.settings import PREFECT_API_URL
+
+    configured = PREFECT_API_URL.value()
+    if configured:
+        yield configured
+        return
+    with temporary_server() as url:
+        yield url
+
+
+__all__ = ["prefect_api", "temporary_server", "ServerDidNotStart"]

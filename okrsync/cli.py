@@ -12,7 +12,7 @@ import math
 import os
 import re
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
@@ -28,7 +28,7 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from okrsync import render  # noqa: E402
-from okrsync.config import DEFAULT_STORE, STORE_ENV, json_schema, load_plan  # noqa: E402
+from okrsync.config import DEFAULT_STORE, STORE_ENV, Plan, json_schema, load_plan  # noqa: E402
 from okrsync.engine import RunOptions, check_owners, masked_url, max_workers, selected, sync  # noqa: E402
 from okrsync.errors import ConfigError, OkrSyncError, StoreError  # noqa: E402
 from okrsync.redact import scrub  # noqa: E402
@@ -61,6 +61,18 @@ def _fail(error: OkrSyncError, code: int = 1) -> None:
 
 def _store_url(store: str | None) -> str:
     return store or os.environ.get(STORE_ENV) or DEFAULT_STORE
+
+
+def _scope(configs: list[Path] | None, store: str | None) -> tuple[str, list[str] | None, Plan | None]:
+    """The store a reading command opens and the key results it shows: with configs, theirs (in their
+    store) and the loaded plan; without, every key result of the store the option or environment names."""
+    if not configs:
+        return _store_url(store), None, None
+    try:
+        plan = load_plan(configs, store)
+    except ConfigError as e:
+        _fail_config(e)
+    return plan.store_url, [kr.id for kr in plan.key_results], plan
 
 
 @contextmanager
@@ -192,13 +204,12 @@ def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, take_over
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
     from flows.sync import prepared, sync_okrs
-    from flows.temporary_server import temporary_server
-    from prefect.settings import PREFECT_API_URL
+    from flows.temporary_server import prefect_api
 
     try:
         # no Prefect API configured: Prefect's temporary server, in a process of its own (Prefect would load
         # its server code into this one to start it)
-        with temporary_server() if not PREFECT_API_URL.value() else nullcontext(), prepared(plan, advance) as handed:
+        with prefect_api(), prepared(plan, advance) as handed:
             # the flow uses the plan handed over; its parameters (shown in the UI) get the URL masked
             counts = sync_okrs(config_paths=[str(c) for c in configs], store=masked_url(store) if store else None,
                                dry_run=dry_run, only=only or None, as_of=as_of, deadline=deadline,
@@ -208,9 +219,9 @@ def _run_as_flow(plan, configs, store, dry_run, only, as_of, deadline, take_over
         raise
     except Exception as exc:  # noqa: BLE001 - Prefect could not run the flow: say so in one line
         where = prefect_api_url() or "a temporary local Prefect server"
-        err.print(f"error: Prefect could not run the sync at {where} ({exc.__class__.__name__}: "
-                  f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}): check that the Prefect server is up, "
-                  "or run without Prefect: okr-sync run --no-prefect", markup=False, soft_wrap=True)
+        err.print(scrub(f"error: Prefect could not run the sync at {where} ({exc.__class__.__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}): check that the Prefect server is "
+                        "up, or run without Prefect: okr-sync run --no-prefect"), markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -233,27 +244,20 @@ def _log_to_stderr(level: int) -> None:
 def status(configs: Optional[List[Path]] = typer.Argument(None, help="limit to the key results of these configs"),
            store: Optional[str] = StoreOpt, as_json: bool = JsonOpt, show_all: bool = AllOpt) -> None:
     """Show every key result in the store: last value, progress, status, when last updated."""
-    url, ids = _store_url(store), None
-    if configs:
-        try:
-            plan = load_plan(configs, store)
-        except ConfigError as e:
-            _fail_config(e)
-        url, ids = plan.store_url, [kr.id for kr in plan.key_results]
+    url, ids, plan = _scope(configs, store)
     from okrsync import engine
     from okrsync.forecast import as_json as forecast_json
-    from okrsync.forecast import of_state
+    from okrsync.forecast import earliest_start, of_state
 
     moment = engine.now()
     with _opened_store(url) as s:
         states = s.key_results(ids)
-        deliveries = s.delivery_states(list(plan.targets) if configs else None)
+        deliveries = s.delivery_states(list(plan.targets) if plan else None)
 
         def forecasts_for(shown: list) -> dict:
             """The forecasts of the key results shown: their check-ins read in one query, only theirs
             (a board of 5,000 shows 50 rows; --json and --all show every one)."""
-            starts = [st.period_start for st in shown if st.period_start is not None]
-            since = datetime.combine(min(starts), datetime.min.time(), tzinfo=timezone.utc) if starts else None
+            since = earliest_start(st.period_start for st in shown)
             points = s.checkin_points([st.kr_id for st in shown], since=since) if shown else {}
             return {st.kr_id: of_state(st, points.get(st.kr_id, []), moment) for st in shown}
 
@@ -471,14 +475,8 @@ def report(configs: Optional[List[Path]] = typer.Argument(None, help="limit to t
         require_extra()
     except ReportUnavailable as e:
         _fail(e)
-    url, ids, title = _store_url(store), None, "OKR report"
-    if configs:
-        try:
-            plan = load_plan(configs, store)
-        except ConfigError as e:
-            _fail_config(e)
-        url, ids = plan.store_url, [kr.id for kr in plan.key_results]
-        title = f"OKR report · {', '.join(Path(c).name for c in configs)}"
+    url, ids, _ = _scope(configs, store)
+    title = f"OKR report · {', '.join(Path(c).name for c in configs)}" if configs else "OKR report"
     with _opened_store(url) as s:
         try:
             done = write_report(s, out_dir, kr_ids=ids, title=title)

@@ -28,7 +28,7 @@ from okrsync.config import Plan, PlannedKeyResult, PlannedSource, render_metric
 from okrsync.contract import READS_THE_PRESENT, Outcome, reads_past, run_batch, with_message
 from okrsync.errors import ConfigError, ConfigIssue, OkrSyncError, SourceError
 from okrsync.forecast import as_json as forecast_json
-from okrsync.forecast import forecast
+from okrsync.forecast import earliest_start, forecast
 from okrsync.measure import Measurement, MetricRequest
 from okrsync.records import KeyResultRecord
 from okrsync.redact import scrub, scrub_data
@@ -461,8 +461,7 @@ def period_points(store: Any, krs: list[PlannedKeyResult]) -> dict[str, list[tup
     read = getattr(store, "checkin_points", None)
     if read is None or not krs:
         return {}
-    since = datetime.combine(min(kr.period.start for kr in krs), dtime.min, tzinfo=timezone.utc)
-    return read([kr.id for kr in krs], since=since)
+    return read([kr.id for kr in krs], since=earliest_start(kr.period.start for kr in krs))
 
 
 def owned_record(plan: Plan, kr: PlannedKeyResult) -> KeyResultRecord:

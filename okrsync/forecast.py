@@ -64,6 +64,13 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def earliest_start(starts: Iterable[date | None]) -> datetime | None:
+    """The first moment of the earliest of these periods (UTC midnight of its first day): the check-ins
+    the forecasts of their key results read start there. None when no period is known."""
+    known = [s for s in starts if s is not None]
+    return datetime.combine(min(known), time.min, tzinfo=timezone.utc) if known else None
+
+
 def _start(period: Period) -> datetime:
     return datetime.combine(period.start, time.min, tzinfo=timezone.utc)
 
@@ -150,5 +157,5 @@ def as_json(found: Forecast | None) -> dict[str, Any] | None:
     return None if found is None else found.as_json()
 
 
-__all__ = ["Forecast", "forecast", "of_state", "daily", "theil_sen", "as_json", "MIN_DAYS", "STATUSES",
+__all__ = ["Forecast", "forecast", "of_state", "daily", "earliest_start", "theil_sen", "as_json", "MIN_DAYS", "STATUSES",
            "WILL_REACH", "AT_RISK", "WILL_MISS"]
